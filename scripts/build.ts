@@ -1,0 +1,27 @@
+// Builds dist/responses-api-proxy for this machine (or --target=bun-<os>-<arch>[-musl] --outfile=…).
+// The compile options are part of the security model: see README "Security model".
+import { parseArgs } from "node:util";
+
+export const COMPILE_FLAGS = [
+  "--compile",
+  "--minify",
+  "--sourcemap=none",
+  // A standalone binary would otherwise read .env and bunfig.toml (e.g. `preload`) from whatever
+  // folder root starts it in: code and variables planted there would run inside the proxy.
+  "--no-compile-autoload-dotenv",
+  "--no-compile-autoload-bunfig",
+  "--no-compile-autoload-tsconfig",
+  "--no-compile-autoload-package-json",
+];
+
+export async function build(outfile: string, target?: string): Promise<void> {
+  const args = ["build", "src/main.ts", ...COMPILE_FLAGS, `--outfile=${outfile}`];
+  if (target) args.push(`--target=${target}`);
+  const proc = Bun.spawn([process.execPath, ...args], { stdout: "inherit", stderr: "inherit" });
+  if ((await proc.exited) !== 0) throw new Error(`bun ${args.join(" ")} failed`);
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { target: { type: "string" }, outfile: { type: "string" } } });
+  await build(values.outfile ?? "dist/responses-api-proxy", values.target);
+}

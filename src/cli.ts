@@ -1,0 +1,156 @@
+// Command-line parsing: argv in, a validated Config (or a UsageError) out. Pure, no I/O.
+import mri from "mri";
+import { version } from "../package.json";
+
+export const VERSION: string = version;
+export const DEFAULT_UPSTREAM = "https://api.openai.com/v1/responses";
+
+export interface Config {
+  port: number;
+  serverInfo?: string;
+  httpShutdown: boolean;
+  upstream: URL;
+  dumpDir?: string;
+  quiet: boolean;
+  maxBodyBytes: number;
+  maxConcurrent: number;
+  maxHeaderBytes: number;
+  clientTimeout: number;
+  upstreamTimeout: number;
+}
+
+export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; config: Config };
+
+export class UsageError extends Error {}
+
+// Defaults of the product's own limits (SPEC: "Flags beyond these … are the product's own additions").
+export const DEFAULTS = {
+  maxBodyBytes: 64 * 1024 * 1024,
+  maxConcurrent: 1024,
+  maxHeaderBytes: 64 * 1024,
+  clientTimeout: 30,
+  upstreamTimeout: 0,
+} as const;
+
+const STRING_FLAGS = [
+  "port", "server-info", "upstream-url", "dump-dir",
+  "max-body-bytes", "max-concurrent", "max-header-bytes", "client-timeout", "upstream-timeout",
+];
+const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version"];
+
+export const USAGE = `responses-api-proxy ${VERSION}
+A strict local proxy for the OpenAI Responses API. It forwards only POST /v1/responses to the
+upstream, adds "Authorization: Bearer <key>", and answers everything else with 403.
+The key is read from standard input (first line), e.g.:
+
+  printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy --server-info /tmp/server-info.json
+
+Usage: responses-api-proxy [options]
+
+  --port <PORT>             port on 127.0.0.1; 0 or omitted: an ephemeral port
+  --server-info <FILE>      once listening, write {"port":N,"pid":N} and a newline to FILE (atomically)
+  --http-shutdown           let GET /shutdown stop the proxy (exit code 0)
+  --upstream-url <URL>      absolute http(s) URL to forward to, query string kept
+                            (default ${DEFAULT_UPSTREAM})
+  --dump-dir <DIR>          write every exchange as JSON files into DIR (mode 0700; secrets redacted)
+  --quiet                   no per-request log lines on stderr
+  --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
+  --max-concurrent <N>      most exchanges forwarded at once; more get 503 (default ${DEFAULTS.maxConcurrent})
+  --max-header-bytes <N>    largest request head (request line and headers); larger gets 431
+                            (default ${DEFAULTS.maxHeaderBytes})
+  --client-timeout <S>      seconds a client may stay silent while sending its request, and an idle
+                            keep-alive connection stays open, 1-255 (default ${DEFAULTS.clientTimeout}); a quiet
+                            upstream response is never cut
+  --upstream-timeout <S>    seconds to wait for the upstream's response headers; 0: no limit
+                            (default ${DEFAULTS.upstreamTimeout}); once the response starts it is never cut
+  -h, --help                this help
+  -V, --version             the version
+
+Exit codes: 0 shutdown or signal, 1 runtime error (key, bind, server info), 2 usage error,
+5/6/7 process hardening failed (prctl / ptrace / setrlimit).`;
+
+function integer(flag: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--${flag} needs a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new UsageError(`--${flag} must be between ${min} and ${max}, got ${raw}`);
+  return n;
+}
+
+export function parseUpstreamUrl(raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`--upstream-url must be an absolute http(s) URL, got "${raw}"`);
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || !url.hostname) {
+    throw new UsageError(`--upstream-url must be an absolute http(s) URL, got "${raw}"`);
+  }
+  // Credentials in the URL would be sent upstream as Basic auth beside the key: refuse them.
+  if (url.username || url.password) throw new UsageError("--upstream-url must not contain a user name or password");
+  if (url.hash) throw new UsageError("--upstream-url must not contain a fragment");
+  return url;
+}
+
+export function parseArgs(argv: string[]): Command {
+  const unknown: string[] = [];
+  const alias: Record<string, string[]> = { help: ["h"], version: ["V"] };
+  for (const f of [...STRING_FLAGS, ...BOOLEAN_FLAGS]) alias[f] ??= [];
+  const args = mri(argv, {
+    // mri pushes alias names into these arrays: hand it copies, never the module's constants.
+    string: [...STRING_FLAGS],
+    boolean: [...BOOLEAN_FLAGS],
+    alias,
+    unknown: (flag) => {
+      unknown.push(flag);
+      return false;
+    },
+  }) as Record<string, unknown> & { _: string[] };
+  if (unknown.length) throw new UsageError(`unknown option ${unknown[0]}`);
+  if (args._.length) throw new UsageError(`unexpected argument "${args._[0]}"`);
+
+  const str = (flag: string): string | undefined => {
+    const v = args[flag];
+    if (v === undefined) return undefined;
+    if (Array.isArray(v)) throw new UsageError(`--${flag} given more than once`);
+    if (v === "") throw new UsageError(`--${flag} needs a value`);
+    return String(v);
+  };
+  const bool = (flag: string): boolean => {
+    const v = args[flag];
+    if (Array.isArray(v)) return v.every(Boolean);
+    return v === true;
+  };
+
+  if (bool("help")) return { kind: "help" };
+  if (bool("version")) return { kind: "version" };
+
+  const num = (flag: string, dflt: number, min: number, max: number): number => {
+    const raw = str(flag);
+    return raw === undefined ? dflt : integer(flag, raw, min, max);
+  };
+  const port = str("port");
+  return {
+    kind: "run",
+    config: {
+      port: port === undefined ? 0 : integer("port", port, 0, 65535),
+      serverInfo: str("server-info"),
+      httpShutdown: bool("http-shutdown"),
+      upstream: parseUpstreamUrl(str("upstream-url") ?? DEFAULT_UPSTREAM),
+      dumpDir: str("dump-dir"),
+      quiet: bool("quiet"),
+      maxBodyBytes: num("max-body-bytes", DEFAULTS.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER),
+      maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 1_000_000),
+      maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, 16 * 1024 * 1024),
+      clientTimeout: num("client-timeout", DEFAULTS.clientTimeout, 1, 255),
+      upstreamTimeout: num("upstream-timeout", DEFAULTS.upstreamTimeout, 0, 86_400),
+    },
+  };
+}
+
+/** A plain-http upstream off loopback sends the key across the network unencrypted. */
+export function isInsecureUpstream(url: URL): boolean {
+  if (url.protocol !== "http:") return false;
+  const h = url.hostname;
+  return !(h === "localhost" || h === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(h));
+}

@@ -1,0 +1,36 @@
+// Errors the proxy itself answers, in the OpenAI error shape, so SDKs surface them readably.
+// Messages are fixed text plus an OS/network error code: never a header, a body or the key.
+
+export type ProxyErrorCode =
+  | "upstream_unreachable"
+  | "upstream_timeout"
+  | "request_too_large"
+  | "too_many_requests"
+  | "request_timeout"
+  | "client_body_error"
+  | "internal_error";
+
+export function proxyError(
+  status: number,
+  code: ProxyErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  const body = JSON.stringify({ error: { message, type: "proxy_error", param: null, code } });
+  return new Response(body, {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+export function forbidden(): Response {
+  return new Response(null, { status: 403 });
+}
+
+/** A short, key-free description of a fetch/network error: its code, else its class name. */
+export function describeError(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown };
+  if (typeof e?.code === "string" && /^[A-Za-z0-9_]+$/.test(e.code)) return e.code;
+  if (typeof e?.name === "string" && /^[A-Za-z]+$/.test(e.name)) return e.name;
+  return "error";
+}

@@ -1,0 +1,176 @@
+// Process hardening. SECURITY-CRITICAL: it runs first, before the key exists in memory.
+//
+// What must not change, and why:
+// - `hardenProcess()` is called by the entry module before any other module is even loaded, and
+//   before stdin is read: a process that can be ptrace'd or core-dumped at the moment the key
+//   arrives has already lost it.
+// - A failure of PR_SET_DUMPABLE / RLIMIT_CORE / PT_DENY_ATTACH is fatal (exit 5/7/6): running
+//   unhardened is exactly what the admin did not ask for. Only mlockall is best effort (it needs
+//   root or CAP_IPC_LOCK, and an unlocked page can at worst reach swap, not another user).
+// - This module imports only bun:ffi: nothing else runs before it.
+import { CString, dlopen, FFIType, read, type Pointer } from "bun:ffi";
+
+export const EXIT_PRCTL = 5;
+export const EXIT_PTRACE = 6;
+export const EXIT_RLIMIT = 7;
+
+type Platform = "linux" | "darwin" | "freebsd";
+
+const PR_SET_DUMPABLE = 4;
+const PT_DENY_ATTACH = 31; // macOS <sys/ptrace.h>
+const MCL_CURRENT = 1;
+const MCL_FUTURE = 2;
+const MCL_ONFAULT = 4; // lock pages when first touched, not every reserved mapping up front
+const RLIMIT_CORE = 4; // the same number on Linux, macOS and FreeBSD
+const RLIMIT_NOFILE: Record<Platform, number> = { linux: 7, darwin: 8, freebsd: 8 };
+
+/** Variables that make the dynamic loader (now or in a child) load foreign code. */
+export function loaderVariables(env: Record<string, string | undefined>, platform: string): string[] {
+  const prefixes =
+    platform === "darwin" ? ["DYLD_", "MallocStackLogging", "MallocLogFile"] : platform === "win32" ? [] : ["LD_"];
+  return Object.keys(env).filter((k) => prefixes.some((p) => k.startsWith(p)));
+}
+
+/**
+ * The C library's file name. glibc: libc.so.6. musl: its dlopen treats any "libc.*" name as
+ * itself (a reserved name), so the same name finds musl in a --target=bun-linux-*-musl build;
+ * the musl file name is tried second for loaders that do not. macOS: libSystem. FreeBSD: libc.so.7.
+ */
+export function libcCandidates(platform: string, arch: string): string[] {
+  switch (platform) {
+    case "linux": {
+      const a = arch === "arm64" ? "aarch64" : "x86_64";
+      return ["libc.so.6", `libc.musl-${a}.so.1`, `ld-musl-${a}.so.1`];
+    }
+    case "darwin":
+      return ["/usr/lib/libSystem.B.dylib"];
+    case "freebsd":
+      return ["libc.so.7"];
+    default:
+      return [];
+  }
+}
+
+function openLibc(platform: Platform) {
+  const errnoSymbol = platform === "linux" ? "__errno_location" : "__error";
+  const symbols = {
+    setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    strerror: { args: [FFIType.i32], returns: FFIType.ptr },
+    getenv: { args: [FFIType.cstring], returns: FFIType.ptr },
+    memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
+    strlen: { args: [FFIType.ptr], returns: FFIType.u64 },
+    [errnoSymbol]: { args: [], returns: FFIType.ptr },
+    ...(platform === "linux"
+      ? {
+          prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+          mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
+        }
+      : {}),
+    ...(platform === "darwin"
+      ? { ptrace: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 } }
+      : {}),
+  } as const;
+  let lastError: unknown;
+  for (const name of libcCandidates(platform, process.arch)) {
+    try {
+      const lib = dlopen(name, symbols);
+      const fn = lib.symbols as unknown as Record<string, (...args: unknown[]) => unknown>;
+      const errno = () => read.i32(fn[errnoSymbol]!() as Pointer, 0);
+      const describe = (code: number) => {
+        const p = fn.strerror!(code) as Pointer | null;
+        return `${p ? new CString(p) : "unknown error"} (errno ${code})`;
+      };
+      return { fn, errno, describe };
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw new Error(`cannot load the C library (${String(lastError)})`);
+}
+
+export interface HardeningReport {
+  warnings: string[];
+  /** OPENAI_API_KEY was in our environment (now wiped and removed). */
+  inheritedKey: boolean;
+}
+
+class HardeningFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Applies every hardening step for this platform. Throws HardeningFailure (with its exit code)
+ * when a required step fails; returns the warnings of best-effort steps.
+ */
+function applyHardening(): HardeningReport {
+  const warnings: string[] = [];
+  const platform = process.platform;
+  const inheritedKey = process.env.OPENAI_API_KEY !== undefined;
+  if (platform !== "linux" && platform !== "darwin" && platform !== "freebsd") {
+    delete process.env.OPENAI_API_KEY;
+    return { warnings, inheritedKey };
+  }
+
+  const { fn, errno, describe } = openLibc(platform);
+  const limit = new BigUint64Array(2); // struct rlimit { rlim_t cur, max } — 64-bit on every target
+
+  if (platform === "linux" && fn.prctl!(PR_SET_DUMPABLE, 0, 0, 0, 0) !== 0) {
+    throw new HardeningFailure(`prctl(PR_SET_DUMPABLE, 0) failed: ${describe(errno())}`, EXIT_PRCTL);
+  }
+  if (platform === "darwin" && fn.ptrace!(PT_DENY_ATTACH, 0, null, 0) !== 0) {
+    throw new HardeningFailure(`ptrace(PT_DENY_ATTACH) failed: ${describe(errno())}`, EXIT_PTRACE);
+  }
+  limit[0] = 0n;
+  limit[1] = 0n;
+  if (fn.setrlimit!(RLIMIT_CORE, limit) !== 0) {
+    throw new HardeningFailure(`setrlimit(RLIMIT_CORE, 0) failed: ${describe(errno())}`, EXIT_RLIMIT);
+  }
+
+  // Thousands of concurrent streams need more descriptors than the usual soft limit of 1024.
+  const nofile = RLIMIT_NOFILE[platform];
+  if (fn.getrlimit!(nofile, limit) === 0 && limit[0]! < limit[1]!) {
+    limit[0] = limit[1]!;
+    if (fn.setrlimit!(nofile, limit) !== 0) {
+      warnings.push(`could not raise the open-file limit: setrlimit(RLIMIT_NOFILE) failed: ${describe(errno())}`);
+    }
+  }
+
+  if (platform === "linux" && fn.mlockall!(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) !== 0) {
+    warnings.push(
+      `mlockall failed: ${describe(errno())}; memory holding the key may be swapped to disk (run as root or grant CAP_IPC_LOCK)`,
+    );
+  }
+
+  for (const name of loaderVariables(process.env, platform)) delete process.env[name];
+
+  if (inheritedKey) scrubInheritedKey(fn);
+  return { warnings, inheritedKey };
+}
+
+/**
+ * OPENAI_API_KEY inherited in our own environment lives in the process's initial environment
+ * block, which /proc/<pid>/environ shows (to root, once PR_SET_DUMPABLE is 0). Overwrite its value
+ * there in place, then drop the variable: the key then exists only where we put it ourselves.
+ */
+function scrubInheritedKey(fn: Record<string, (...args: unknown[]) => unknown>): void {
+  const value = fn.getenv!(Buffer.from("OPENAI_API_KEY\0")) as Pointer | null;
+  if (value) fn.memset!(value, 0, fn.strlen!(value));
+  delete process.env.OPENAI_API_KEY;
+}
+
+/** Runs the hardening; on a required step's failure prints one line and exits with its code. */
+export function hardenProcess(): HardeningReport {
+  try {
+    return applyHardening();
+  } catch (err) {
+    const code = err instanceof HardeningFailure ? err.exitCode : EXIT_PRCTL;
+    process.stderr.write(`responses-api-proxy: hardening failed: ${(err as Error).message}\n`);
+    process.exit(code);
+  }
+}

@@ -1,0 +1,56 @@
+// Which headers cross the proxy, in each direction. Pure.
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy Keep-Alive / Proxy-Connection of
+ * RFC 2616 §13.5.1 and RFC 9112 §9.6): they describe one connection, never the exchange, so
+ * they are never forwarded. Every header named in `Connection` is hop-by-hop too.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Lower-case names listed in the Connection header(s). */
+function connectionNamed(headers: Headers): Set<string> {
+  const named = new Set<string>();
+  const value = headers.get("connection");
+  if (value) for (const token of value.split(",")) named.add(token.trim().toLowerCase());
+  return named;
+}
+
+/** Headers the proxy itself answers or replaces on the way upstream. */
+const REPLACED_UPSTREAM = new Set([
+  "authorization", // replaced by the key
+  "host", // set from the upstream URL by fetch
+  "expect", // `100-continue` is answered by the proxy's own listener
+]);
+
+/** Client headers → upstream headers: hop-by-hop and replaced ones out, the key in. */
+export function upstreamHeaders(client: Headers, authorization: string): Headers {
+  const named = connectionNamed(client);
+  const out = new Headers();
+  for (const [name, value] of client) {
+    if (HOP_BY_HOP.has(name) || named.has(name) || REPLACED_UPSTREAM.has(name)) continue;
+    out.append(name, value);
+  }
+  out.set("authorization", authorization);
+  return out;
+}
+
+/** Upstream response headers → client: everything but hop-by-hop headers. */
+export function downstreamHeaders(upstream: Headers): Headers {
+  const named = connectionNamed(upstream);
+  const out = new Headers();
+  for (const [name, value] of upstream) {
+    if (HOP_BY_HOP.has(name) || named.has(name)) continue;
+    out.append(name, value);
+  }
+  return out;
+}

@@ -1,0 +1,7 @@
+// Entry point. The order below is the SPEC's start-up sequence and is security-critical:
+// hardening runs before any other module of ours is loaded and before the key exists.
+import { hardenProcess } from "./hardening"; // imports only bun:ffi
+
+const hardening = hardenProcess();
+const { start } = await import("./start");
+await start(process.argv.slice(2), hardening);

@@ -1,0 +1,32 @@
+// The server-info file: {"port":N,"pid":N}\n, written atomically once the listener is bound.
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+
+export function serverInfoLine(port: number, pid: number): string {
+  return `${JSON.stringify({ port, pid })}\n`;
+}
+
+/**
+ * Writes to a fresh temporary file in the same folder (O_EXCL: never through a planted file or
+ * link), then renames it over the target: readers never see a partial file, and a symlink at
+ * the target is replaced, never followed. Mode 0644: other users are meant to read it.
+ */
+export function writeServerInfo(path: string, port: number, pid: number): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(path)}.${pid}.${Date.now()}.tmp`);
+  const fd = openSync(tmp, "wx", 0o644);
+  try {
+    try {
+      fchmodSync(fd, 0o644); // whatever root's umask is, other users must be able to read it
+      writeSync(fd, serverInfoLine(port, pid));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,91 @@
+// The listener: Bun.serve on 127.0.0.1, the gate in front of `forward`, and shutdown.
+import type { Server } from "bun";
+import type { Config } from "./cli";
+import { forbidden, proxyError } from "./errors";
+import { forward, type ForwardOptions, type Tap } from "./forward";
+import { classify, requestTarget } from "./gate";
+import { requestLine } from "./log";
+
+export interface ProxyHooks {
+  /** One log line, or undefined when request logging is off. */
+  log?: (line: string) => void;
+  /** Extra observer of each forwarded exchange (the dump), if any. */
+  tap?: (req: Request) => Partial<Tap>;
+  /** GET /shutdown was accepted; its 200 is on its way. */
+  shutdown: () => void;
+}
+
+export function startProxy(config: Config, authorization: string, hooks: ProxyHooks): Server<undefined> {
+  const opts: ForwardOptions = {
+    upstream: config.upstream.href,
+    authorization,
+    maxBodyBytes: config.maxBodyBytes,
+    clientTimeoutMs: config.clientTimeout * 1000,
+    upstreamTimeoutMs: config.upstreamTimeout * 1000,
+  };
+  const { log } = hooks;
+  let active = 0;
+
+  async function handle(req: Request, server: Server<undefined>): Promise<Response> {
+    const started = performance.now();
+    const target = requestTarget(req.url);
+    const logLine = (status: number, bytesIn: number, bytesOut: number, outcome?: string) =>
+      log?.(requestLine(req.method, target, status, performance.now() - started, bytesIn, bytesOut, outcome));
+
+    const verdict = classify(req.method, target, req.headers, server.port!, config.httpShutdown);
+    if (verdict === "forbidden") {
+      logLine(403, 0, 0);
+      return forbidden();
+    }
+    if (verdict === "shutdown") {
+      logLine(200, 0, 0);
+      hooks.shutdown();
+      return new Response(null, { status: 200 });
+    }
+    if (active >= config.maxConcurrent) {
+      logLine(503, 0, 0);
+      return proxyError(503, "too_many_requests", `the proxy is already forwarding ${config.maxConcurrent} requests`, {
+        "retry-after": "1",
+      });
+    }
+
+    active++;
+    // The listener's idle timeout would cut a quiet but healthy stream (a reasoning model can be
+    // silent for minutes): switch it off for this exchange; `forward` bounds a stalled request
+    // body itself, and the timeout comes back once the exchange is over.
+    server.timeout(req, 0);
+    const extra = hooks.tap?.(req);
+    return forward(req, opts, {
+      requestChunk: extra?.requestChunk,
+      response: extra?.response,
+      responseChunk: extra?.responseChunk,
+      end(status, bytesIn, bytesOut, outcome) {
+        active--;
+        try {
+          server.timeout(req, config.clientTimeout);
+        } catch {
+          // the client's connection is already gone
+        }
+        logLine(status, bytesIn, bytesOut, outcome);
+        extra?.end?.(status, bytesIn, bytesOut, outcome);
+      },
+    });
+  }
+
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: config.port,
+    // Bun otherwise sets SO_REUSEPORT: a second proxy (same user) would silently share the port
+    // instead of failing with EADDRINUSE.
+    reusePort: false,
+    development: false, // never an HTML error page
+    idleTimeout: config.clientTimeout,
+    // The proxy enforces its own limit (413 JSON, also while a chunked body streams).
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    fetch: handle,
+    error() {
+      // Reached only by a bug: still JSON, still no stack trace and nothing of the request.
+      return proxyError(500, "internal_error", "internal proxy error");
+    },
+  });
+}

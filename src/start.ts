@@ -1,0 +1,104 @@
+// Start-up after hardening, in the SPEC's order: command line, environment, key, listener,
+// server info, "listening" line. Every failure is one line on stderr and a documented exit code.
+import { isatty } from "node:tty";
+import { ApiKeyError, MESSAGES, readAuthorization, stdinReader } from "./api-key";
+import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
+import { describeError } from "./errors";
+import type { HardeningReport } from "./hardening";
+import { stderrLine } from "./log";
+import { startProxy } from "./server";
+import { writeServerInfo } from "./server-info";
+
+const NAME = "responses-api-proxy";
+const SHUTDOWN_GRACE_MS = 5000;
+
+function fail(message: string, code: number): never {
+  stderrLine(`${NAME}: ${message}`);
+  process.exit(code);
+}
+
+const warn = (message: string) => stderrLine(`${NAME}: warning: ${message}`);
+
+export async function start(argv: string[], hardening: HardeningReport): Promise<void> {
+  // 1. Command line: a usage error exits 2 before the key is read.
+  let command;
+  try {
+    command = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    fail(`${err.message}\nTry '${NAME} --help' for more information.`, 2);
+  }
+  if (command.kind === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (command.kind === "version") {
+    process.stdout.write(`${VERSION}\n`);
+    process.exit(0);
+  }
+  const { config } = command;
+
+  // 2. What hardening could not do, and a key inherited through the environment.
+  for (const w of hardening.warnings) warn(w);
+  if (hardening.inheritedKey) {
+    warn("OPENAI_API_KEY was set in the proxy's environment and has been removed; start it with `env -u OPENAI_API_KEY`");
+  }
+
+  // 3. The key: stdin only, never a terminal.
+  if (isatty(0)) fail(MESSAGES.terminal, 1);
+  let authorization: string;
+  try {
+    authorization = readAuthorization(stdinReader());
+  } catch (err) {
+    if (err instanceof ApiKeyError) fail(err.message, 1);
+    fail(`cannot read the API key from stdin (${describeError(err)})`, 1);
+  }
+
+  if (isInsecureUpstream(config.upstream)) {
+    warn(`upstream ${config.upstream.origin} is plain http off loopback: the key crosses the network unencrypted`);
+  }
+
+  // 4. Listen on 127.0.0.1 only.
+  let server: ReturnType<typeof startProxy>;
+  const exitSoon = () => setTimeout(() => process.exit(0), 100);
+  try {
+    server = startProxy(config, authorization, {
+      log: config.quiet ? undefined : stderrLine,
+      shutdown() {
+        server.stop();
+        exitSoon(); // lets the 200 reach the client first
+      },
+    });
+  } catch (err) {
+    fail(`cannot listen on 127.0.0.1:${config.port} (${describeError(err)})`, 1);
+  }
+  const port = server.port!;
+
+  // 5. Server info, only once the listener is bound.
+  if (config.serverInfo) {
+    try {
+      writeServerInfo(config.serverInfo, port, process.pid);
+    } catch (err) {
+      fail(`cannot write server info to ${config.serverInfo} (${describeError(err)})`, 1);
+    }
+  }
+  stderrLine(`${NAME} listening on 127.0.0.1:${port}`);
+
+  // 6. Signals: stop accepting, give in-flight exchanges a short grace, exit 0.
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) process.exit(0); // a second signal: do not wait
+    stopping = true;
+    server.stop(false);
+    const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+    setInterval(() => {
+      if (server.pendingRequests === 0 || Date.now() >= deadline) process.exit(0);
+    }, 25);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  // A bug must never print a stack trace (which could quote a request) nor stop the service.
+  process.on("uncaughtException", (err) => stderrLine(`${NAME}: internal error (${describeError(err)})`));
+  process.on("unhandledRejection", (err) => stderrLine(`${NAME}: internal error (${describeError(err)})`));
+}

@@ -1,0 +1,224 @@
+// Test harness: the compiled binary, a recording fake upstream, and raw TCP clients.
+import type { Server, Subprocess } from "bun";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import net from "node:net";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "..");
+export const BIN = join(ROOT, "dist", "responses-api-proxy");
+if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`npm run build\` (npm test builds it first)`);
+
+/** A fresh, recognisable key per test run: every test can search its output for it. */
+export const KEY = `sk-test-${randomBytes(24).toString("hex")}_K`;
+
+export const IS_ROOT = process.getuid?.() === 0;
+
+/** The proxy's environment: nothing inherited but PATH, so tests are reproducible. */
+export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", ...extra };
+}
+
+export interface RunningProxy {
+  proc: Subprocess<"pipe", "pipe", "pipe">;
+  port: number;
+  base: string;
+  stderr(): string;
+  stdout(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number>;
+  kill(signal?: NodeJS.Signals): Promise<number>;
+}
+
+function collect(stream: ReadableStream<Uint8Array>): { text: () => string; done: Promise<void> } {
+  let text = "";
+  const decoder = new TextDecoder();
+  const done = (async () => {
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  })();
+  return { text: () => text, done };
+}
+
+export async function waitFor(cond: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}
+
+export interface SpawnOptions {
+  args?: string[];
+  /** What is written to stdin; default KEY + "\n". */
+  input?: string | Uint8Array;
+  /** Keep stdin open after writing (a long-lived pipe). */
+  keepStdinOpen?: boolean;
+  env?: Record<string, string>;
+  cwd?: string;
+  cmd?: string[];
+}
+
+export function spawnProxy(opts: SpawnOptions = {}): Omit<RunningProxy, "port" | "base"> {
+  const proc = Bun.spawn(opts.cmd ?? [BIN, ...(opts.args ?? [])], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: opts.env ?? baseEnv(),
+    cwd: opts.cwd ?? ROOT,
+  });
+  // The proxy may exit before reading all of it (that is the point of some tests): ignore EPIPE.
+  const ignore = () => {};
+  try {
+    proc.stdin.write(opts.input ?? `${KEY}\n`);
+    Promise.resolve(proc.stdin.flush()).catch(ignore);
+    if (!opts.keepStdinOpen) Promise.resolve(proc.stdin.end()).catch(ignore);
+  } catch {
+    // EPIPE: the proxy already exited
+  }
+  const err = collect(proc.stderr);
+  const out = collect(proc.stdout);
+  const exited = proc.exited.then(async (code) => {
+    await Promise.all([err.done, out.done]);
+    return code;
+  });
+  return {
+    proc,
+    stderr: err.text,
+    stdout: out.text,
+    exited,
+    async kill(signal = "SIGKILL") {
+      proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+const cleanup: Array<() => unknown> = [];
+/** Registers something to stop after the current test file (see `stopAll`). */
+export function onCleanup(fn: () => unknown): void {
+  cleanup.push(fn);
+}
+export async function stopAll(): Promise<void> {
+  while (cleanup.length) await cleanup.pop()!();
+}
+
+/** Starts the proxy and waits for its "listening" line. */
+export async function startProxy(opts: SpawnOptions = {}): Promise<RunningProxy> {
+  const p = spawnProxy(opts);
+  let code: number | undefined;
+  p.exited.then((c) => (code = c));
+  await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(p.stderr()) || code !== undefined, 10_000, "listening line");
+  const m = /listening on 127\.0\.0\.1:(\d+)/.exec(p.stderr());
+  if (!m) throw new Error(`proxy did not start (exit ${code}): ${p.stderr()}`);
+  const port = Number(m[1]);
+  const running = { ...p, port, base: `http://127.0.0.1:${port}` };
+  onCleanup(() => running.kill());
+  return running;
+}
+
+/** Runs the binary to completion (for usage and key errors). */
+export async function runProxy(opts: SpawnOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = spawnProxy(opts);
+  const timer = setTimeout(() => p.proc.kill("SIGKILL"), 10_000);
+  const code = await p.exited;
+  clearTimeout(timer);
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+export interface Recorded {
+  method: string;
+  url: string;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+export interface FakeUpstream {
+  server: Server<undefined>;
+  url: string;
+  requests: Recorded[];
+  /** Connections accepted, for "nothing reached the upstream" checks on refused requests. */
+  hits(): number;
+}
+
+export type UpstreamHandler = (req: Request, recorded: Recorded) => Response | Promise<Response>;
+
+/** A fake Responses upstream on 127.0.0.1 that records every request it gets. */
+export async function startUpstream(handler?: UpstreamHandler, path = "/v1/responses"): Promise<FakeUpstream> {
+  const requests: Recorded[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 0,
+    development: false,
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    async fetch(req) {
+      // Record the head first: a streaming handler may read the body itself.
+      const rec: Recorded = { method: req.method, url: req.url, headers: req.headers, body: new Uint8Array() };
+      requests.push(rec);
+      if (handler) return handler(req, rec);
+      rec.body = new Uint8Array(await req.arrayBuffer());
+      return Response.json({ id: "resp_1", object: "response", echo: rec.body.byteLength });
+    },
+  });
+  onCleanup(() => server.stop(true));
+  return { server, url: `http://127.0.0.1:${server.port}${path}`, requests, hits: () => requests.length };
+}
+
+export interface RawResult {
+  data: Buffer;
+  text: string;
+  status: number | undefined;
+  closed: boolean;
+  ms: number;
+}
+
+/** Sends raw bytes and reads until the peer closes or `waitMs` passes. */
+export function raw(port: number, bytes: string | Uint8Array, waitMs = 2000): Promise<RawResult> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const chunks: Buffer[] = [];
+    let closed = false;
+    const sock = net.connect(port, "127.0.0.1", () => sock.write(bytes));
+    const done = () => {
+      clearTimeout(timer);
+      const data = Buffer.concat(chunks);
+      const text = data.toString("latin1");
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+      resolve({ data, text, status: m ? Number(m[1]) : undefined, closed, ms: Date.now() - started });
+      sock.destroy();
+    };
+    sock.on("data", (d) => chunks.push(d));
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      closed = true;
+      done();
+    });
+    const timer = setTimeout(done, waitMs);
+  });
+}
+
+/** One complete HTTP/1.1 request with Connection: close, as raw text. */
+export function httpRequest(method: string, target: string, headers: Record<string, string> = {}, body = ""): string {
+  const h = { Host: "127.0.0.1", Connection: "close", ...headers };
+  if (body && !Object.keys(h).some((k) => k.toLowerCase() === "content-length" || k.toLowerCase() === "transfer-encoding")) {
+    (h as Record<string, string>)["Content-Length"] = String(Buffer.byteLength(body));
+  }
+  return `${method} ${target} HTTP/1.1\r\n${Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join("\r\n")}\r\n\r\n${body}`;
+}
+
+export const SAMPLE_BODY = JSON.stringify({ model: "gpt-test", input: "hello", stream: false });
+
+/** A good request through the proxy: the check that it still serves after bad input. */
+export async function goodRequest(proxy: RunningProxy): Promise<Response> {
+  return fetch(`${proxy.base}/v1/responses`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: SAMPLE_BODY,
+  });
+}
+
+export function sseEvent(type: string, data: object): string {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+}
