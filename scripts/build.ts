@@ -1,6 +1,7 @@
 // Builds dist/responses-api-proxy for this machine (or --target=bun-<os>-<arch>[-musl] --outfile=…).
 // The compile options are part of the security model: see README "Security model".
 import { parseArgs } from "node:util";
+import { MAX_HEADER_CEILING } from "../src/cli";
 
 export const COMPILE_FLAGS = [
   "--compile",
@@ -12,6 +13,9 @@ export const COMPILE_FLAGS = [
   "--no-compile-autoload-bunfig",
   "--no-compile-autoload-tsconfig",
   "--no-compile-autoload-package-json",
+  // Bun's own cap on a request head (16 KiB by default) becomes the ceiling of --max-header-bytes;
+  // the proxy enforces the configured limit itself, with a JSON 431.
+  `--compile-exec-argv=--max-http-header-size=${MAX_HEADER_CEILING}`,
 ];
 
 export async function build(outfile: string, target?: string): Promise<void> {

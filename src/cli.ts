@@ -23,6 +23,9 @@ export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; co
 
 export class UsageError extends Error {}
 
+/** The largest --max-header-bytes; the build raises Bun's own head limit to exactly this. */
+export const MAX_HEADER_CEILING = 1024 * 1024;
+
 // Defaults of the product's own limits (SPEC: "Flags beyond these … are the product's own additions").
 export const DEFAULTS = {
   maxBodyBytes: 64 * 1024 * 1024,
@@ -56,8 +59,8 @@ Usage: responses-api-proxy [options]
   --quiet                   no per-request log lines on stderr
   --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
   --max-concurrent <N>      most exchanges forwarded at once; more get 503 (default ${DEFAULTS.maxConcurrent})
-  --max-header-bytes <N>    largest request head (request line and headers); larger gets 431
-                            (default ${DEFAULTS.maxHeaderBytes})
+  --max-header-bytes <N>    largest request head (request line and headers), 1024-${MAX_HEADER_CEILING};
+                            larger gets 431 (default ${DEFAULTS.maxHeaderBytes})
   --client-timeout <S>      seconds a client may stay silent while sending its request, and an idle
                             keep-alive connection stays open, 1-255 (default ${DEFAULTS.clientTimeout}); a quiet
                             upstream response is never cut
@@ -141,7 +144,7 @@ export function parseArgs(argv: string[]): Command {
       quiet: bool("quiet"),
       maxBodyBytes: num("max-body-bytes", DEFAULTS.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER),
       maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 1_000_000),
-      maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, 16 * 1024 * 1024),
+      maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, MAX_HEADER_CEILING),
       clientTimeout: num("client-timeout", DEFAULTS.clientTimeout, 1, 255),
       upstreamTimeout: num("upstream-timeout", DEFAULTS.upstreamTimeout, 0, 86_400),
     },

@@ -7,6 +7,7 @@ export type ProxyErrorCode =
   | "request_too_large"
   | "too_many_requests"
   | "request_timeout"
+  | "request_header_too_large"
   | "client_body_error"
   | "internal_error";
 

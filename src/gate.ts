@@ -60,3 +60,10 @@ export function classify(
   if (httpShutdown && method === "GET" && target === SHUTDOWN_TARGET) return "shutdown";
   return "forbidden";
 }
+
+/** Size of the request head as sent: request line, header lines, blank line. */
+export function headBytes(method: string, target: string, headers: Headers): number {
+  let n = method.length + target.length + 12; // " " + " HTTP/1.1\r\n"
+  for (const [name, value] of headers) n += name.length + value.length + 4; // ": " + "\r\n"
+  return n + 2;
+}

@@ -3,7 +3,7 @@ import type { Server } from "bun";
 import type { Config } from "./cli";
 import { forbidden, proxyError } from "./errors";
 import { forward, type ForwardOptions, type Tap } from "./forward";
-import { classify, requestTarget } from "./gate";
+import { classify, headBytes, requestTarget } from "./gate";
 import { requestLine } from "./log";
 
 export interface ProxyHooks {
@@ -32,6 +32,10 @@ export function startProxy(config: Config, authorization: string, hooks: ProxyHo
     const logLine = (status: number, bytesIn: number, bytesOut: number, outcome?: string) =>
       log?.(requestLine(req.method, target, status, performance.now() - started, bytesIn, bytesOut, outcome));
 
+    if (headBytes(req.method, target, req.headers) > config.maxHeaderBytes) {
+      logLine(431, 0, 0);
+      return proxyError(431, "request_header_too_large", `request head exceeds the proxy's limit of ${config.maxHeaderBytes} bytes`);
+    }
     const verdict = classify(req.method, target, req.headers, server.port!, config.httpShutdown);
     if (verdict === "forbidden") {
       logLine(403, 0, 0);

@@ -172,14 +172,22 @@ export interface RawResult {
   ms: number;
 }
 
-/** Sends raw bytes and reads until the peer closes or `waitMs` passes. */
-export function raw(port: number, bytes: string | Uint8Array, waitMs = 2000): Promise<RawResult> {
+/** Sends raw bytes and reads until the peer closes, `stopWhen` holds, or `waitMs` passes. */
+export function raw(
+  port: number,
+  bytes: string | Uint8Array,
+  waitMs = 2000,
+  stopWhen?: (text: string) => boolean,
+): Promise<RawResult> {
   return new Promise((resolve) => {
     const started = Date.now();
     const chunks: Buffer[] = [];
     let closed = false;
     const sock = net.connect(port, "127.0.0.1", () => sock.write(bytes));
+    let finished = false;
     const done = () => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       const data = Buffer.concat(chunks);
       const text = data.toString("latin1");
@@ -187,7 +195,10 @@ export function raw(port: number, bytes: string | Uint8Array, waitMs = 2000): Pr
       resolve({ data, text, status: m ? Number(m[1]) : undefined, closed, ms: Date.now() - started });
       sock.destroy();
     };
-    sock.on("data", (d) => chunks.push(d));
+    sock.on("data", (d) => {
+      chunks.push(d as Buffer);
+      if (stopWhen?.(Buffer.concat(chunks).toString("latin1"))) done();
+    });
     sock.on("error", () => {});
     sock.on("close", () => {
       closed = true;
@@ -219,6 +230,4 @@ export async function goodRequest(proxy: RunningProxy): Promise<Response> {
   });
 }
 
-export function sseEvent(type: string, data: object): string {
-  return `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
-}
+export { sseEvent } from "../scripts/fake-upstream";

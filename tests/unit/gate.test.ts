@@ -26,8 +26,9 @@ describe("classify", () => {
     expect(classify("POST", "/v1/responses", h({ upgrade: "websocket" }), 8080, true)).toBe("forbidden");
   });
   test("refuses browser requests, shutdown included", () => {
-    for (const extra of [{ origin: "http://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site" },
-      { "sec-fetch-mode": "no-cors" }, { host: "evil.example" }, { host: "evil.example:8080" }, { host: "127.0.0.1:9999" }]) {
+    const browserish: Array<Record<string, string>> = [{ origin: "http://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-mode": "no-cors" }, { host: "evil.example" }, { host: "evil.example:8080" }, { host: "127.0.0.1:9999" }];
+    for (const extra of browserish) {
       expect(classify("POST", "/v1/responses", h(extra), 8080, true)).toBe("forbidden");
       expect(classify("GET", "/shutdown", h(extra), 8080, true)).toBe("forbidden");
     }
