@@ -3,6 +3,7 @@
 import { isatty } from "node:tty";
 import { ApiKeyError, MESSAGES, readAuthorization, stdinReader } from "./api-key";
 import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
+import { unsafeEnvironment } from "./environment";
 import { describeError } from "./errors";
 import type { HardeningReport } from "./hardening";
 import { stderrLine } from "./log";
@@ -43,6 +44,9 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   if (hardening.inheritedKey) {
     warn("OPENAI_API_KEY was set in the proxy's environment and has been removed; start it with `env -u OPENAI_API_KEY`");
   }
+
+  const refusal = unsafeEnvironment(process.env);
+  if (refusal) fail(refusal, 1);
 
   // 3. The key: stdin only, never a terminal.
   if (isatty(0)) fail(MESSAGES.terminal, 1);

@@ -1,0 +1,213 @@
+// Process hardening and secret custody, proven from outside the process.
+import { afterEach, describe, expect, test } from "bun:test";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { countInMemory } from "../../scripts/key-copies";
+import { build } from "../../scripts/build";
+import {
+  BIN, IS_ROOT, KEY, ROOT, baseEnv, goodRequest, runProxy, startProxy, startUpstream, stopAll,
+} from "../helpers";
+
+afterEach(stopAll);
+
+const status = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8");
+const limits = (pid: number) => readFileSync(`/proc/${pid}/limits`, "utf8");
+const skip = (why: string) => console.log(`skip: ${why}`);
+
+/** A copy of the binary in a folder every user can traverse (the checkout may not be). */
+function publicCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), "rap-bin-"));
+  chmodSync(dir, 0o755);
+  const bin = join(dir, "responses-api-proxy");
+  copyFileSync(BIN, bin);
+  chmodSync(bin, 0o755);
+  return bin;
+}
+
+const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+
+describe("hardening, as any user", () => {
+  test("core dumps are off: RLIMIT_CORE is 0 soft and hard", async () => {
+    const proxy = await startProxy();
+    expect(limits(proxy.proc.pid)).toMatch(/Max core file size\s+0\s+0\s+bytes/);
+  });
+
+  test("the soft open-file limit is raised to the hard limit", async () => {
+    const proxy = await startProxy();
+    const m = /Max open files\s+(\d+)\s+(\d+)/.exec(limits(proxy.proc.pid))!;
+    expect(m[1]).toBe(m[2]!);
+  });
+});
+
+describe("hardening, as root", () => {
+  test("mlockall: VmLck is above 0 and no warning is printed", async () => {
+    if (!IS_ROOT) return skip("needs root (mlockall needs CAP_IPC_LOCK)");
+    const proxy = await startProxy();
+    const vmlck = Number(/VmLck:\s+(\d+) kB/.exec(status(proxy.proc.pid))![1]);
+    expect(vmlck).toBeGreaterThan(0);
+    expect(proxy.stderr()).not.toContain("mlockall");
+  });
+
+  test("as user nobody: still serves, warns about mlockall once, and other nobody processes cannot read its environ", async () => {
+    if (!IS_ROOT) return skip("needs root to switch to user nobody");
+    if (!Bun.which("setpriv")) return skip("setpriv (util-linux) is not installed");
+    const up = await startUpstream();
+    const proxy = await startProxy({ cmd: [...asNobody, publicCopy(), "--upstream-url", up.url], env: baseEnv({ MARKER: "x" }) });
+    expect(status(proxy.proc.pid)).toMatch(/Uid:\s+65534/);
+    expect(proxy.stderr().match(/mlockall failed/g)).toHaveLength(1);
+    expect((await goodRequest(proxy)).status).toBe(200);
+    expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
+
+    const readAsNobody = async (pid: number) => {
+      const p = Bun.spawn([...asNobody, "cat", `/proc/${pid}/environ`], { stdout: "pipe", stderr: "pipe" });
+      return { code: await p.exited, err: await new Response(p.stderr).text() };
+    };
+    // Control: an ordinary (unhardened) nobody process's environ IS readable by another one.
+    const control = Bun.spawn([...asNobody, "sleep", "5"], { env: baseEnv({ MARKER: "x" }) });
+    await Bun.sleep(100);
+    expect((await readAsNobody(control.pid)).code).toBe(0);
+    control.kill();
+    // The proxy's is not (PR_SET_DUMPABLE 0 makes /proc/<pid>/environ, mem, … root-only).
+    const r = await readAsNobody(proxy.proc.pid);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain("Permission denied");
+  });
+
+  test("OPENAI_API_KEY inherited in the environment is wiped from /proc/<pid>/environ", async () => {
+    if (!IS_ROOT) return skip("needs root to read a hardened process's environ");
+    const envKey = "sk-envkey-0123456789abcdef";
+    const proxy = await startProxy({ env: baseEnv({ OPENAI_API_KEY: envKey }) });
+    const environ = readFileSync(`/proc/${proxy.proc.pid}/environ`, "latin1");
+    expect(environ).toContain("OPENAI_API_KEY="); // the variable was there...
+    expect(environ).not.toContain(envKey); // ...its value is gone from the process
+    expect(proxy.stderr()).toContain("env -u OPENAI_API_KEY");
+  });
+
+  test("exactly one copy of the key in memory after start, and never a UTF-16 copy", async () => {
+    if (!IS_ROOT) return skip("needs root to read a hardened process's memory");
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet"] });
+    await Bun.sleep(100);
+    expect(countInMemory(proxy.proc.pid, KEY)).toEqual({ ascii: 1, utf16: 0 });
+    for (let i = 0; i < 50; i++) await (await goodRequest(proxy)).arrayBuffer();
+    const after = countInMemory(proxy.proc.pid, KEY);
+    console.log(`key copies: 1 after start, ${after.ascii} after 50 requests (freed buffers of Bun's HTTP client)`);
+    expect(after.utf16).toBe(0);
+  });
+});
+
+describe("nothing around the process can reach the key", () => {
+  test("a planted bunfig.toml preload and .env in the working folder are ignored", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rap-cwd-"));
+    const marker = join(dir, "preload-ran");
+    writeFileSync(join(dir, "x.js"), `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");`);
+    writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./x.js"]\n');
+    writeFileSync(join(dir, ".env"), "BUN_CONFIG_VERBOSE_FETCH=curl\nNODE_TLS_REJECT_UNAUTHORIZED=0\n");
+    const up = await startUpstream();
+    const proxy = await startProxy({ cwd: dir, args: ["--upstream-url", up.url] });
+    expect((await goodRequest(proxy)).status).toBe(200);
+    await Bun.sleep(100);
+    expect(existsSync(marker)).toBe(false);
+    expect(proxy.stderr()).not.toContain(KEY);
+    expect(proxy.stderr()).not.toContain("curl");
+  });
+
+  const refused: Array<[string, string]> = [
+    ["BUN_CONFIG_VERBOSE_FETCH", "curl"],
+    ["BUN_CONFIG_VERBOSE_FETCH", "1"],
+    ["NODE_TLS_REJECT_UNAUTHORIZED", "0"],
+    ["SSLKEYLOGFILE", "/tmp/keys.log"],
+    ["BUN_OPTIONS", "--smol"],
+    ["BUN_INSPECT", "127.0.0.1:9229"],
+    ["BUN_INSPECT_CONNECT_TO", "127.0.0.1:9229"],
+    ["BUN_JSC_showPrivateScriptsInStackTraces", "1"],
+  ];
+  for (const [name, value] of refused) {
+    test(`${name}=${value} in the real environment: refused before the key is read, key never printed`, async () => {
+      const r = await runProxy({ env: baseEnv({ [name]: value }) });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`refusing to start: ${name} is set`);
+      expect(r.stderr).not.toContain(value === "0" || value === "1" ? KEY : value);
+      expect(r.stderr).not.toContain(KEY);
+    });
+  }
+
+  test("BUN_OPTIONS with a --preload: the preload runs (before any proxy code can), the proxy refuses to read the key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rap-pre-"));
+    writeFileSync(join(dir, "x.js"), 'console.error("PRELOAD RAN");');
+    const r = await runProxy({ env: baseEnv({ BUN_OPTIONS: `--preload=${join(dir, "x.js")}` }) });
+    expect(r.stderr).toContain("PRELOAD RAN");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("refusing to start: BUN_OPTIONS is set");
+  });
+
+  test("BUN_JSC_useJIT=0 (bun:ffi needs the JIT): hardening fails closed with exit 5", async () => {
+    const r = await runProxy({ env: baseEnv({ BUN_JSC_useJIT: "0" }) });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toBe("responses-api-proxy: hardening failed: cannot load the C library (TypeError: bun:ffi requires the JIT)\n");
+  });
+
+  test("harmless values of the same variables are allowed", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({
+      args: ["--upstream-url", up.url],
+      env: baseEnv({ NODE_TLS_REJECT_UNAUTHORIZED: "1", BUN_CONFIG_VERBOSE_FETCH: "0" }),
+    });
+    expect((await goodRequest(proxy)).status).toBe(200);
+    expect(proxy.stderr()).not.toContain(KEY);
+  });
+
+  test("no error path prints the key: bad flags, bad keys, upstream down", async () => {
+    const outputs: string[] = [];
+    for (const args of [["--bogus"], ["--port", "x"], ["--upstream-url", "nope"]]) {
+      const r = await runProxy({ args });
+      outputs.push(r.stdout, r.stderr);
+    }
+    for (const input of [`${KEY} \n`, `${KEY}${"x".repeat(2000)}`, `${KEY}\0\n`]) {
+      const r = await runProxy({ input });
+      outputs.push(r.stdout, r.stderr);
+    }
+    const proxy = await startProxy({ args: ["--upstream-url", "http://127.0.0.1:1/v1/responses"] });
+    const res = await goodRequest(proxy);
+    outputs.push(await res.text(), proxy.stderr(), JSON.stringify([...res.headers]));
+    const help = await runProxy({ args: ["--help"] });
+    outputs.push(help.stdout);
+    for (const out of outputs) expect(out).not.toContain(KEY);
+  });
+});
+
+describe("musl build", () => {
+  test("--target=bun-linux-x64-musl hardens and serves one request", async () => {
+    if (process.arch !== "x64") return skip("the musl check runs on x64 only");
+    if (!existsSync("/lib/ld-musl-x86_64.so.1")) return skip("no musl loader (install Debian's musl package)");
+    if (!Bun.which("gcc")) return skip("gcc is needed to build the test-only glibc-compat shim");
+    const dir = mkdtempSync(join(tmpdir(), "rap-musl-"));
+    const bin = join(dir, "responses-api-proxy-musl");
+    await build(bin, "bun-linux-x64-musl");
+    // Debian's libstdc++/libgcc_s (built for glibc) plus the shim: see tests/musl/glibc-compat.c.
+    const libs = join(dir, "lib");
+    mkdirSync(libs);
+    for (const lib of ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1"]) {
+      copyFileSync(lib, join(libs, lib.split("/").pop()!));
+    }
+    const gcc = (out: string, src: string) =>
+      Bun.spawnSync(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", join(libs, out), "-x", "c", src]).exitCode;
+    expect(gcc("libglibc-compat.so", join(ROOT, "tests/musl/glibc-compat.c"))).toBe(0);
+    expect(gcc("ld-linux-x86-64.so.2", "/dev/null")).toBe(0);
+
+    const up = await startUpstream();
+    const proxy = await startProxy({
+      cmd: [bin, "--upstream-url", up.url],
+      env: baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") }),
+    });
+    // Debian's ld-musl-x86_64.so.1 is a link to this file: the process runs on musl, not glibc.
+    const maps = readFileSync(`/proc/${proxy.proc.pid}/maps`, "utf8");
+    expect(maps).toContain("/usr/lib/x86_64-linux-musl/libc.so");
+    expect(maps).not.toMatch(/x86_64-linux-gnu\/libc\.so\.6/);
+    expect(limits(proxy.proc.pid)).toMatch(/Max core file size\s+0\s+0\s+bytes/);
+    if (IS_ROOT) expect(Number(/VmLck:\s+(\d+)/.exec(status(proxy.proc.pid))![1])).toBeGreaterThan(0);
+    expect((await goodRequest(proxy)).status).toBe(200);
+    expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
+  }, 120_000);
+});
