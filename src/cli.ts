@@ -61,9 +61,9 @@ Usage: responses-api-proxy [options]
   --max-concurrent <N>      most exchanges forwarded at once; more get 503 (default ${DEFAULTS.maxConcurrent})
   --max-header-bytes <N>    largest request head (request line and headers), 1024-${MAX_HEADER_CEILING};
                             larger gets 431 (default ${DEFAULTS.maxHeaderBytes})
-  --client-timeout <S>      seconds a client may stay silent while sending its request, and an idle
-                            keep-alive connection stays open, 1-255 (default ${DEFAULTS.clientTimeout}); a quiet
-                            upstream response is never cut
+  --client-timeout <S>      seconds a client may stay silent while sending its request body, and an
+                            idle keep-alive connection stays open, 1-255 (default ${DEFAULTS.clientTimeout}); a request
+                            head must be complete within about 12 s; a quiet upstream response is never cut
   --upstream-timeout <S>    seconds to wait for the upstream's response headers; 0: no limit
                             (default ${DEFAULTS.upstreamTimeout}); once the response starts it is never cut
   -h, --help                this help

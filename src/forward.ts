@@ -61,6 +61,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
   else req.signal.addEventListener("abort", onClientAbort, { once: true });
 
   let bodyFailure: BodyFailure | undefined;
+  let bodyCancelled = false; // fetch gave up on the body (the upstream failed): not the client's fault
   let body: ReadableStream<Uint8Array> | undefined;
   if (req.body) {
     const reader = req.body.getReader();
@@ -86,17 +87,20 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
             tap.requestChunk?.(value);
             controller.enqueue(value);
           } catch (err) {
-            bodyFailure ??= new BodyFailure(() =>
-              proxyError(400, "client_body_error", `reading the request body failed (${describeError(err)})`),
-            );
+            if (!bodyCancelled) {
+              bodyFailure ??= new BodyFailure(() =>
+                proxyError(400, "client_body_error", `reading the request body failed (${describeError(err)})`),
+              );
+            }
             reader.cancel(err).catch(() => {});
-            abort.abort(bodyFailure);
-            controller.error(bodyFailure);
+            abort.abort(bodyFailure ?? err);
+            controller.error(bodyFailure ?? err);
           } finally {
             clearTimeout(timer);
           }
         },
         cancel(reason) {
+          bodyCancelled = true;
           return reader.cancel(reason);
         },
       },

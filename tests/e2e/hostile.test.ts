@@ -1,0 +1,308 @@
+// Hostile clients and failing upstreams: limits, stalls, faults, malformed requests.
+// After every bad input the proxy must still serve the next good request.
+import { afterEach, describe, expect, test } from "bun:test";
+import { lstatSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  KEY, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, startProxy, startUpstream, stopAll, waitFor, type RunningProxy,
+} from "../helpers";
+
+afterEach(stopAll);
+
+async function jsonError(res: Response): Promise<{ message: string; type: string; param: null; code: string }> {
+  expect(res.headers.get("content-type")).toBe("application/json");
+  const body = (await res.json()) as { error: { message: string; type: string; param: null; code: string } };
+  expect(body.error.type).toBe("proxy_error");
+  expect(body.error.param).toBeNull();
+  expect(JSON.stringify(body)).not.toContain(KEY);
+  return body.error;
+}
+
+async function stillServes(proxy: RunningProxy) {
+  expect((await goodRequest(proxy)).status).toBe(200);
+}
+
+describe("limits", () => {
+  test("--max-body-bytes: a declared oversize body gets 413 before it is sent, and never reaches the upstream", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--max-body-bytes", "1000"] });
+    // Only the head is sent: the 413 must come without waiting for the body.
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Length": "5000" }), 2000, (t) => t.includes("}}"));
+    expect(res.status).toBe(413);
+    expect(res.text).toContain('"code":"request_too_large"');
+    expect(res.ms).toBeLessThan(1000);
+    expect(up.hits()).toBe(0);
+    await stillServes(proxy);
+  });
+
+  test("--max-body-bytes: a chunked body is cut off once it passes the limit (413), the upstream request aborted", async () => {
+    let upstreamGot = 0;
+    let upstreamFailed = false;
+    const up = await startUpstream(async (req) => {
+      try {
+        for await (const c of req.body!) upstreamGot += c.byteLength;
+      } catch {
+        upstreamFailed = true;
+      }
+      return new Response("{}");
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--max-body-bytes", "100000"] });
+    let sent = 0;
+    const body = new ReadableStream({
+      async pull(c) {
+        if (sent >= 1_000_000) return c.close();
+        sent += 10_000;
+        c.enqueue(new Uint8Array(10_000));
+        await Bun.sleep(1);
+      },
+    });
+    const res = await fetch(`${proxy.base}/v1/responses`, { method: "POST", body, duplex: "half" } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await jsonError(res)).code).toBe("request_too_large");
+    expect(upstreamGot).toBeLessThanOrEqual(100_000);
+    await waitFor(() => upstreamFailed || upstreamGot > 0, 2000, "upstream saw the abort");
+    await stillServes(proxy);
+  });
+
+  test("--max-concurrent: one exchange too many gets 503 with Retry-After; capacity comes back", async () => {
+    const release: Array<() => void> = [];
+    const up = await startUpstream(async (req) => {
+      if (req.headers.get("x-hold")) await new Promise<void>((r) => release.push(r));
+      return Response.json({ ok: true });
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--max-concurrent", "2"] });
+    const held = [1, 2].map(() => fetch(`${proxy.base}/v1/responses`, { method: "POST", headers: { "x-hold": "1" }, body: "{}" }));
+    await waitFor(() => release.length === 2, 5000, "two held exchanges");
+    const res = await goodRequest(proxy);
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect((await jsonError(res)).code).toBe("too_many_requests");
+    for (const r of release) r();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(200);
+    await stillServes(proxy);
+  });
+
+  test("--max-header-bytes: a larger head gets 431; a 100 KB header with the default limit too", async () => {
+    const up = await startUpstream();
+    const small = await startProxy({ args: ["--upstream-url", up.url, "--max-header-bytes", "2048"] });
+    const res = await fetch(`${small.base}/v1/responses`, { method: "POST", headers: { "x-big": "a".repeat(4000) }, body: "{}" });
+    expect(res.status).toBe(431);
+    expect((await jsonError(res)).code).toBe("request_header_too_large");
+    await stillServes(small);
+
+    const dflt = await startProxy({ args: ["--upstream-url", up.url] });
+    const big = await raw(dflt.port, httpRequest("POST", "/v1/responses", { "X-Big": "b".repeat(100_000) }, "{}"));
+    expect(big.status).toBe(431);
+    const huge = await raw(dflt.port, httpRequest("POST", "/v1/responses", { "X-Huge": "c".repeat(2_000_000) }, "{}"));
+    expect(huge.status === 431 || huge.status === undefined).toBe(true); // past the 1 MiB ceiling: Bun's own 431 or a close
+    expect(up.hits()).toBe(1);
+    await stillServes(dflt);
+  });
+
+  test("--client-timeout: a client that stalls mid-body gets 408 and the upstream request is aborted", async () => {
+    let aborted = false;
+    const up = await startUpstream(async (req) => {
+      try {
+        await req.arrayBuffer();
+      } catch {
+        aborted = true;
+      }
+      return new Response("{}");
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Length": "100" }).concat("only ten.."), 6000, (t) =>
+      t.includes("}}"),
+    );
+    expect(res.status).toBe(408);
+    expect(res.text).toContain('"code":"request_timeout"');
+    expect(res.ms).toBeGreaterThanOrEqual(1900);
+    expect(res.ms).toBeLessThan(4000);
+    await waitFor(() => aborted, 2000, "upstream abort");
+    await stillServes(proxy);
+  });
+
+  test("a client that stalls mid-head is disconnected by the listener (about 12 s, measured)", async () => {
+    const proxy = await startProxy({ args: ["--client-timeout", "30"] });
+    const res = await raw(proxy.port, "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow", 20_000);
+    expect(res.closed).toBe(true);
+    expect(res.ms).toBeLessThan(15_000);
+  }, 25_000);
+
+  test("--client-timeout: an idle keep-alive connection is closed after it", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
+    const keepAlive = httpRequest("POST", "/v1/responses", { Connection: "keep-alive" }, SAMPLE_BODY);
+    const res = await raw(proxy.port, keepAlive, 15_000);
+    expect(res.status).toBe(200);
+    expect(res.closed).toBe(true);
+    expect(res.ms).toBeGreaterThanOrEqual(1900);
+    expect(res.ms).toBeLessThan(8000);
+  }, 20_000);
+
+  test("--client-timeout does not cut a quiet upstream stream (5 s gap with a 2 s client timeout)", async () => {
+    const up = await startUpstream(() => {
+      const body = new ReadableStream({
+        async start(c) {
+          c.enqueue(new TextEncoder().encode("data: 1\n\n"));
+          await Bun.sleep(5000);
+          c.enqueue(new TextEncoder().encode("data: 2\n\n"));
+          c.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
+    const text = await (await goodRequest(proxy)).text();
+    expect(text).toBe("data: 1\n\ndata: 2\n\n");
+  }, 20_000);
+
+  test("--upstream-timeout: no response head in time gives 504; a started slow stream is not cut", async () => {
+    const up = await startUpstream(async (req) => {
+      if (req.headers.get("x-mode") === "silent") await Bun.sleep(3000);
+      const body = new ReadableStream({
+        async start(c) {
+          c.enqueue(new TextEncoder().encode("data: a\n\n"));
+          await Bun.sleep(2500);
+          c.enqueue(new TextEncoder().encode("data: b\n\n"));
+          c.close();
+        },
+      });
+      return new Response(body);
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--upstream-timeout", "1"] });
+    const silent = await fetch(`${proxy.base}/v1/responses`, { method: "POST", headers: { "x-mode": "silent" }, body: "{}" });
+    expect(silent.status).toBe(504);
+    expect((await jsonError(silent)).code).toBe("upstream_timeout");
+    const slow = await goodRequest(proxy);
+    expect(await slow.text()).toBe("data: a\n\ndata: b\n\n");
+  });
+
+  test("more than 256 exchanges reach the upstream at once (Bun's fetch cap is raised at start)", async () => {
+    let inflight = 0;
+    let peak = 0;
+    const up = await startUpstream(async () => {
+      peak = Math.max(peak, ++inflight);
+      await Bun.sleep(1500);
+      inflight--;
+      return new Response("{}");
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet"] });
+    // Raw sockets as clients: the test runner's own fetch is capped at 256 too.
+    const results = await Promise.all(
+      Array.from({ length: 400 }, () => raw(proxy.port, httpRequest("POST", "/v1/responses", {}, "{}"), 10_000)),
+    );
+    expect(new Set(results.map((r) => r.status))).toEqual(new Set([200]));
+    expect(peak).toBe(400);
+  });
+});
+
+describe("upstream faults", () => {
+  test("TLS failure (self-signed certificate): 502 naming the cause", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rap-tls-"));
+    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
+      "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
+    if (gen.exitCode !== 0) return console.log("skip: openssl is not available");
+    const tls = Bun.serve({
+      hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "k.pem")), cert: Bun.file(join(dir, "c.pem")) },
+      fetch: () => new Response("{}"),
+    });
+    onCleanup(() => tls.stop(true));
+    const url = `https://127.0.0.1:${tls.port}/v1/responses`;
+    const proxy = await startProxy({ args: ["--upstream-url", url] });
+    const res = await goodRequest(proxy);
+    expect(res.status).toBe(502);
+    const err = await jsonError(res);
+    expect(err.code).toBe("upstream_unreachable");
+    expect(err.message).toContain("SELF_SIGNED");
+    // With the CA given the way corporate users do, the same upstream works.
+    const trusted = await startProxy({ args: ["--upstream-url", url], env: { PATH: process.env.PATH!, NODE_EXTRA_CA_CERTS: join(dir, "c.pem") } });
+    expect((await goodRequest(trusted)).status).toBe(200);
+  });
+
+  for (const [name, behave] of [
+    ["accepts and closes at once", (s: net.Socket) => s.destroy()],
+    ["answers garbage instead of HTTP", (s: net.Socket) => s.end("SSH-2.0-OpenSSH_9.2\r\n\r\n")],
+  ] as const) {
+    test(`an upstream that ${name}: 502`, async () => {
+      const server = net.createServer((s) => {
+        s.on("error", () => {});
+        s.once("data", () => behave(s));
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      onCleanup(() => new Promise((r) => server.close(r)));
+      const proxy = await startProxy({ args: ["--upstream-url", `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1/responses`] });
+      const res = await goodRequest(proxy);
+      expect(res.status).toBe(502);
+      expect((await jsonError(res)).code).toBe("upstream_unreachable");
+    });
+  }
+});
+
+describe("malformed requests: a 4xx or a close, and the next good request is served", () => {
+  const cases: Array<[string, string]> = [
+    ["a garbage request line", "GARBAGE\r\n\r\n"],
+    ["a request line without a version", "POST /v1/responses\r\n\r\n"],
+    ["a 100 KB target", `POST /${"a".repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+    ["a 100 KB header", httpRequest("POST", "/v1/responses", { "X-Big": "x".repeat(100_000) }, "{}")],
+    ["a NUL byte in the target", "POST /v1/responses\0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"],
+    ["a NUL byte in a header", "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\0c\r\nContent-Length: 2\r\n\r\n{}"],
+    ["Content-Length with Transfer-Encoding", "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"],
+    ["two different Content-Lengths", "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x"],
+    ["a bad chunk size", "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"],
+    ["a header without a colon", "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nNoColonHere\r\nContent-Length: 2\r\n\r\n{}"],
+    ["HTTP/0.9", "GET /\r\n"],
+  ];
+  for (const [name, bytes] of cases) {
+    test(name, async () => {
+      const up = await startUpstream();
+      const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+      const res = await raw(proxy.port, bytes, 3000);
+      const ok = res.closed || (res.status !== undefined && res.status >= 400 && res.status < 500);
+      expect(ok).toBe(true);
+      if (res.status !== undefined) expect(res.status).toBeGreaterThanOrEqual(400);
+      expect(up.requests.filter((r) => r.body.byteLength > 0 || r.method !== "POST")).toHaveLength(0);
+      await stillServes(proxy);
+    });
+  }
+
+  test("a body shorter than its Content-Length (client half-closes): no complete request reaches the upstream", async () => {
+    let upstreamBodies: number[] = [];
+    let upstreamErrors = 0;
+    const up = await startUpstream(async (req) => {
+      try {
+        upstreamBodies.push((await req.arrayBuffer()).byteLength);
+      } catch {
+        upstreamErrors++;
+      }
+      return new Response("{}");
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const sock = net.connect(proxy.port, "127.0.0.1");
+    sock.on("error", () => {});
+    let reply = "";
+    sock.on("data", (d) => (reply += d));
+    const closed = new Promise<void>((r) => sock.on("close", () => r()));
+    sock.write("POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly ten..");
+    await Bun.sleep(200);
+    sock.end(); // half-close: no more body will come
+    await Promise.race([closed, Bun.sleep(5000)]);
+    expect(reply === "" || /^HTTP\/1\.1 4\d\d/.test(reply)).toBe(true);
+    expect(upstreamBodies.filter((n) => n === 100)).toHaveLength(0);
+    void upstreamErrors;
+    await stillServes(proxy);
+  });
+});
+
+test("--server-info: a symlink planted at the path is replaced, the file it points to is untouched", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "rap-link-"));
+  const victim = join(dir, "victim.txt");
+  writeFileSync(victim, "do not touch");
+  const info = join(dir, "server-info.json");
+  symlinkSync(victim, info);
+  const proxy = await startProxy({ args: ["--server-info", info] });
+  expect(readFileSync(victim, "utf8")).toBe("do not touch");
+  expect(lstatSync(info).isSymbolicLink()).toBe(false);
+  expect(JSON.parse(readFileSync(info, "utf8"))).toEqual({ port: proxy.port, pid: proxy.proc.pid });
+});
