@@ -11,14 +11,17 @@ export type ProxyErrorCode =
   | "client_body_error"
   | "internal_error";
 
+export function proxyErrorBody(code: ProxyErrorCode, message: string): string {
+  return JSON.stringify({ error: { message, type: "proxy_error", param: null, code } });
+}
+
 export function proxyError(
   status: number,
   code: ProxyErrorCode,
   message: string,
   headers: Record<string, string> = {},
 ): Response {
-  const body = JSON.stringify({ error: { message, type: "proxy_error", param: null, code } });
-  return new Response(body, {
+  return new Response(proxyErrorBody(code, message), {
     status,
     headers: { "content-type": "application/json", ...headers },
   });

@@ -1,6 +1,6 @@
 // Forwarding one allowed exchange: the client's body streams upstream as it arrives, the
 // upstream's response streams back chunk by chunk. Nothing is buffered whole.
-import { describeError, proxyError } from "./errors";
+import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { downstreamHeaders, upstreamHeaders } from "./headers";
 
 export interface ForwardOptions {
@@ -23,14 +23,23 @@ export type Outcome =
 /** Observes one exchange. Every callback must return at once: it runs on the streaming path. */
 export interface Tap {
   requestChunk?(chunk: Uint8Array): void;
+  /** The whole request body has been read (called at once when there is none). */
+  requestEnd?(): void;
   response?(status: number, headers: Headers): void;
   responseChunk?(chunk: Uint8Array): void;
-  /** Called exactly once, when the exchange is over. */
-  end(status: number, bytesIn: number, bytesOut: number, outcome: Outcome): void;
+  /** Called exactly once, when the exchange is over; `errorBody` when the proxy answered itself. */
+  end(status: number, bytesIn: number, bytesOut: number, outcome: Outcome, errorBody?: string): void;
+}
+
+/** An error the proxy answers itself. */
+interface ProxyFailure {
+  status: number;
+  code: ProxyErrorCode;
+  message: string;
 }
 
 class BodyFailure extends Error {
-  constructor(readonly response: () => Response) {
+  constructor(readonly failure: ProxyFailure) {
     super("request body failed");
   }
 }
@@ -38,21 +47,24 @@ class BodyFailure extends Error {
 export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Promise<Response> {
   let bytesIn = 0;
   let ended = false;
-  const end = (status: number, bytesOut: number, outcome: Outcome) => {
+  const end = (status: number, bytesOut: number, outcome: Outcome, errorBody?: string) => {
     if (ended) return;
     ended = true;
-    tap.end(status, bytesIn, bytesOut, outcome);
+    tap.end(status, bytesIn, bytesOut, outcome, errorBody);
   };
-  const fail = (res: Response) => {
-    end(res.status, 0, "proxy_error");
-    return res;
+  const fail = ({ status, code, message }: ProxyFailure) => {
+    end(status, 0, "proxy_error", proxyErrorBody(code, message));
+    return proxyError(status, code, message);
   };
-  const tooLarge = () =>
-    proxyError(413, "request_too_large", `request body exceeds the proxy's limit of ${opts.maxBodyBytes} bytes`);
+  const tooLarge: ProxyFailure = {
+    status: 413,
+    code: "request_too_large",
+    message: `request body exceeds the proxy's limit of ${opts.maxBodyBytes} bytes`,
+  };
 
   // Refuse an oversize body up front when its length is declared.
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > opts.maxBodyBytes) return fail(tooLarge());
+  if (declared !== null && Number(declared) > opts.maxBodyBytes) return fail(tooLarge);
 
   // One controller aborts the upstream request: client gone, body failed, or header timeout.
   const abort = new AbortController();
@@ -73,24 +85,31 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
           const stalled = new Promise<never>((_, reject) => {
             timer = setTimeout(() => {
               reject(
-                (bodyFailure = new BodyFailure(() =>
-                  proxyError(408, "request_timeout", `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`),
-                )),
+                (bodyFailure = new BodyFailure({
+                  status: 408,
+                  code: "request_timeout",
+                  message: `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`,
+                })),
               );
             }, opts.clientTimeoutMs);
           });
           try {
             const { done, value } = await Promise.race([reader.read(), stalled]);
-            if (done) return controller.close();
+            if (done) {
+              tap.requestEnd?.();
+              return controller.close();
+            }
             bytesIn += value.byteLength;
             if (bytesIn > opts.maxBodyBytes) throw (bodyFailure = new BodyFailure(tooLarge));
             tap.requestChunk?.(value);
             controller.enqueue(value);
           } catch (err) {
             if (!bodyCancelled) {
-              bodyFailure ??= new BodyFailure(() =>
-                proxyError(400, "client_body_error", `reading the request body failed (${describeError(err)})`),
-              );
+              bodyFailure ??= new BodyFailure({
+                status: 400,
+                code: "client_body_error",
+                message: `reading the request body failed (${describeError(err)})`,
+              });
             }
             reader.cancel(err).catch(() => {});
             abort.abort(bodyFailure ?? err);
@@ -106,6 +125,8 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
       },
       { highWaterMark: 0 },
     );
+  } else {
+    tap.requestEnd?.();
   }
 
   let headerTimer: Timer | undefined;
@@ -131,15 +152,15 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     } as RequestInit);
   } catch (err) {
     req.signal.removeEventListener("abort", onClientAbort);
-    if (bodyFailure) return fail(bodyFailure.response());
+    if (bodyFailure) return fail(bodyFailure.failure);
     if (timedOut) {
-      return fail(proxyError(504, "upstream_timeout", `upstream sent no response within ${opts.upstreamTimeoutMs / 1000} s`));
+      return fail({ status: 504, code: "upstream_timeout", message: `upstream sent no response within ${opts.upstreamTimeoutMs / 1000} s` });
     }
     if (req.signal.aborted) {
       end(499, 0, "client_closed");
       return new Response(null, { status: 499 }); // nobody is listening any more
     }
-    return fail(proxyError(502, "upstream_unreachable", `upstream request failed (${describeError(err)})`));
+    return fail({ status: 502, code: "upstream_unreachable", message: `upstream request failed (${describeError(err)})` });
   } finally {
     clearTimeout(headerTimer);
   }

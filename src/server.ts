@@ -60,10 +60,8 @@ export function startProxy(config: Config, authorization: string, hooks: ProxyHo
     server.timeout(req, 0);
     const extra = hooks.tap?.(req);
     return forward(req, opts, {
-      requestChunk: extra?.requestChunk,
-      response: extra?.response,
-      responseChunk: extra?.responseChunk,
-      end(status, bytesIn, bytesOut, outcome) {
+      ...extra,
+      end(status, bytesIn, bytesOut, outcome, errorBody) {
         active--;
         try {
           server.timeout(req, config.clientTimeout);
@@ -71,7 +69,7 @@ export function startProxy(config: Config, authorization: string, hooks: ProxyHo
           // the client's connection is already gone
         }
         logLine(status, bytesIn, bytesOut, outcome);
-        extra?.end?.(status, bytesIn, bytesOut, outcome);
+        extra?.end?.(status, bytesIn, bytesOut, outcome, errorBody);
       },
     });
   }

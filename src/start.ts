@@ -3,6 +3,7 @@
 import { isatty } from "node:tty";
 import { ApiKeyError, MESSAGES, readAuthorization, stdinReader } from "./api-key";
 import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
+import { Dumper, prepareDumpDir } from "./dump";
 import { unsafeEnvironment } from "./environment";
 import { describeError } from "./errors";
 import type { HardeningReport } from "./hardening";
@@ -48,6 +49,17 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   const refusal = unsafeEnvironment(process.env);
   if (refusal) fail(refusal, 1);
 
+  let dumper: Dumper | undefined;
+  if (config.dumpDir) {
+    try {
+      prepareDumpDir(config.dumpDir);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      fail(`cannot use --dump-dir: ${e.code ? `${config.dumpDir} (${e.code})` : e.message}`, 1);
+    }
+    dumper = new Dumper(config.dumpDir, (line) => stderrLine(`${NAME}: ${line}`));
+  }
+
   // 3. The key: stdin only, never a terminal.
   if (isatty(0)) fail(MESSAGES.terminal, 1);
   let authorization: string;
@@ -68,6 +80,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   try {
     server = startProxy(config, authorization, {
       log: config.quiet ? undefined : stderrLine,
+      tap: dumper && ((req) => dumper.tap(req)),
       shutdown() {
         server.stop();
         exitSoon(); // lets the 200 reach the client first

@@ -1,0 +1,163 @@
+// --dump-dir: each forwarded exchange as two JSON files, for debugging what an agent sent and got.
+// Secrets are redacted; files are private; dumping never delays or breaks the exchange.
+import { chmodSync, lstatSync, mkdirSync } from "node:fs";
+import { link, open, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Outcome, Tap } from "./forward";
+
+/** Headers whose values are never written (SPEC "Dumps"). */
+export const SECRET_HEADERS: ReadonlySet<string> = new Set([
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+  "api-key",
+]);
+export const REDACTED = "[REDACTED]";
+
+/** The most of each body a dump keeps (the exchange itself is never limited by this). */
+export const DUMP_BODY_LIMIT = 64 * 1024 * 1024;
+
+export interface HeaderEntry {
+  name: string;
+  value: string;
+}
+
+export function redactedHeaders(headers: Headers): HeaderEntry[] {
+  const out: HeaderEntry[] = [];
+  for (const [name, value] of headers) out.push({ name, value: SECRET_HEADERS.has(name) ? REDACTED : value });
+  return out;
+}
+
+/** The body as the dump shows it: parsed JSON when it is JSON, else the text. */
+export function dumpBody(bytes: Uint8Array): unknown {
+  if (bytes.byteLength === 0) return "";
+  const text = new TextDecoder().decode(bytes);
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+export function dumpFileName(seq: number, unixMs: number, kind: "request" | "response"): string {
+  return `${String(seq).padStart(6, "0")}-${unixMs}-${kind}.json`;
+}
+
+/** Collects a body's chunks up to DUMP_BODY_LIMIT. */
+class BodyRecorder {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  truncated = false;
+  add(chunk: Uint8Array): void {
+    if (this.truncated) return;
+    const room = DUMP_BODY_LIMIT - this.size;
+    if (chunk.byteLength > room) this.truncated = true;
+    const part = chunk.slice(0, room); // a copy: the stream may reuse its buffer
+    this.chunks.push(part);
+    this.size += part.byteLength;
+  }
+  bytes(): Uint8Array {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/**
+ * Prepares the folder (before the key is read, so a bad folder fails fast): created with mode
+ * 0700 when missing; refused when it is a symlink (it could point anywhere root can write) or
+ * not a folder. Throws an Error with a one-line message.
+ */
+export function prepareDumpDir(dir: string): void {
+  let stat;
+  try {
+    stat = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700); // whatever the umask
+    return;
+  }
+  if (stat.isSymbolicLink()) throw new Error(`${dir} is a symbolic link; give the real folder`);
+  if (!stat.isDirectory()) throw new Error(`${dir} is not a folder`);
+}
+
+/**
+ * Writes one file, exclusively and atomically, mode 0600: the data goes to a fresh temporary file
+ * (O_EXCL), which is then hard-linked to its name — link(2) fails if anything, a planted symlink
+ * included, already has that name — so a reader never sees a partial dump.
+ */
+async function writeExclusive(path: string, data: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
+  const file = await open(tmp, "wx", 0o600);
+  try {
+    await file.writeFile(data);
+  } finally {
+    await file.close();
+  }
+  try {
+    await link(tmp, path);
+  } finally {
+    await unlink(tmp).catch(() => {});
+  }
+}
+
+export class Dumper {
+  private seq = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly warn: (line: string) => void,
+  ) {}
+
+  private write(name: string, record: object): void {
+    const path = join(this.dir, name);
+    writeExclusive(path, `${JSON.stringify(record, null, 2)}\n`).catch((err: NodeJS.ErrnoException) =>
+      this.warn(`dump: cannot write ${path} (${err.code ?? err.name})`),
+    );
+  }
+
+  /** The observer of one exchange. */
+  tap(req: Request): Partial<Tap> & { requestEnd(): void } {
+    const seq = ++this.seq;
+    const unixMs = Date.now();
+    const requestBody = new BodyRecorder();
+    const responseBody = new BodyRecorder();
+    let requestWritten = false;
+    let status = 0;
+    let headers: HeaderEntry[] = [];
+    const requestHead = { method: req.method, url: req.url, headers: redactedHeaders(req.headers) };
+
+    const writeRequest = (complete: boolean) => {
+      if (requestWritten) return;
+      requestWritten = true;
+      this.write(dumpFileName(seq, unixMs, "request"), {
+        ...requestHead,
+        body: dumpBody(requestBody.bytes()),
+        ...(requestBody.truncated ? { body_truncated: true } : {}),
+        ...(complete ? {} : { body_complete: false }),
+      });
+    };
+
+    return {
+      requestChunk: (chunk) => requestBody.add(chunk),
+      requestEnd: () => writeRequest(true),
+      response: (s, h) => {
+        status = s;
+        headers = redactedHeaders(h);
+      },
+      responseChunk: (chunk) => responseBody.add(chunk),
+      end: (finalStatus: number, _in: number, _out: number, outcome: Outcome, errorBody?: string) => {
+        writeRequest(false); // only still unwritten when the request body never completed
+        this.write(dumpFileName(seq, unixMs, "response"), {
+          status: status || finalStatus,
+          headers,
+          body: errorBody !== undefined ? dumpBody(new TextEncoder().encode(errorBody)) : dumpBody(responseBody.bytes()),
+          ...(responseBody.truncated ? { body_truncated: true } : {}),
+          outcome,
+          complete: outcome === "complete",
+        });
+      },
+    };
+  }
+}
