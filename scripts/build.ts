@@ -6,6 +6,10 @@ import { MAX_HEADER_CEILING } from "../src/cli";
 export const COMPILE_FLAGS = [
   "--compile",
   "--minify",
+  // Precompiled bytecode halves start-up (measured: 25 -> 13 ms from spawn to server-info) for
+  // 1.5 MB more; bytecode with top-level await needs the ESM output format.
+  "--bytecode",
+  "--format=esm",
   "--sourcemap=none",
   // A standalone binary would otherwise read .env and bunfig.toml (e.g. `preload`) from whatever
   // folder root starts it in: code and variables planted there would run inside the proxy.

@@ -29,7 +29,7 @@ export const MAX_HEADER_CEILING = 1024 * 1024;
 // Defaults of the product's own limits (SPEC: "Flags beyond these … are the product's own additions").
 export const DEFAULTS = {
   maxBodyBytes: 64 * 1024 * 1024,
-  maxConcurrent: 1024,
+  maxConcurrent: 256,
   maxHeaderBytes: 64 * 1024,
   clientTimeout: 30,
   upstreamTimeout: 0,
@@ -58,7 +58,9 @@ Usage: responses-api-proxy [options]
   --dump-dir <DIR>          write every exchange as JSON files into DIR (mode 0700; secrets redacted)
   --quiet                   no per-request log lines on stderr
   --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
-  --max-concurrent <N>      most exchanges forwarded at once; more get 503 (default ${DEFAULTS.maxConcurrent})
+  --max-concurrent <N>      most exchanges forwarded at once, 1-65535; more get 503
+                            (default ${DEFAULTS.maxConcurrent}; above 256 the binary re-executes itself once at
+                            start-up to raise Bun's own fetch limit to match)
   --max-header-bytes <N>    largest request head (request line and headers), 1024-${MAX_HEADER_CEILING};
                             larger gets 431 (default ${DEFAULTS.maxHeaderBytes})
   --client-timeout <S>      seconds a client may stay silent while sending its request body, and an
@@ -143,7 +145,7 @@ export function parseArgs(argv: string[]): Command {
       dumpDir: str("dump-dir"),
       quiet: bool("quiet"),
       maxBodyBytes: num("max-body-bytes", DEFAULTS.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER),
-      maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 1_000_000),
+      maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 65535),
       maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, MAX_HEADER_CEILING),
       clientTimeout: num("client-timeout", DEFAULTS.clientTimeout, 1, 255),
       upstreamTimeout: num("upstream-timeout", DEFAULTS.upstreamTimeout, 0, 86_400),

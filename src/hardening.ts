@@ -8,7 +8,7 @@
 //   unhardened is exactly what the admin did not ask for. Only mlockall is best effort (it needs
 //   root or CAP_IPC_LOCK, and an unlocked page can at worst reach swap, not another user).
 // - This module imports only bun:ffi: nothing else runs before it.
-import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { CString, dlopen, FFIType, read, type Pointer } from "bun:ffi";
 
 export const EXIT_PRCTL = 5;
 export const EXIT_PTRACE = 6;
@@ -66,7 +66,6 @@ function loadLibc(platform: Platform) {
     getenv: { args: [FFIType.cstring], returns: FFIType.ptr },
     memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
     strlen: { args: [FFIType.ptr], returns: FFIType.u64 },
-    execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     [errnoSymbol]: { args: [], returns: FFIType.ptr },
     ...(platform === "linux"
       ? {
@@ -169,46 +168,6 @@ function scrubInheritedKey(fn: Record<string, (...args: unknown[]) => unknown>):
   const value = fn.getenv!(Buffer.from("OPENAI_API_KEY\0")) as Pointer | null;
   if (value) fn.memset!(value, 0, fn.strlen!(value));
   delete process.env.OPENAI_API_KEY;
-}
-
-/** What --max-concurrent can ever ask of Bun's fetch (the variable is a 16-bit count). */
-export const FETCH_CAPACITY = "65535";
-
-/**
- * Bun's fetch runs at most 256 requests at once unless BUN_CONFIG_MAX_HTTP_REQUESTS says
- * otherwise, and it reads that variable only when the runtime starts (measured with 1.4.5:
- * setting it later through process.env or setenv(3) changes nothing). Past 256 open streams a
- * new exchange would silently wait for an old one to end. So the compiled binary's very first act
- * is to re-execute itself with the variable set (the proxy's own --max-concurrent is the limit
- * that applies). This runs before hardening on purpose: exec resets PR_SET_DUMPABLE and
- * mlockall, and nothing has been read from stdin yet; exec keeps the pid and every descriptor.
- * An admin's own value is respected; on failure the proxy carries on with Bun's default.
- */
-export function ensureFetchCapacity(): void {
-  const platform = process.platform;
-  if (platform !== "linux" && platform !== "darwin" && platform !== "freebsd") return;
-  if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== undefined) return;
-  if (!Bun.main.startsWith("/$bunfs/")) return; // only the standalone binary re-executes itself
-  const keep: Buffer[] = []; // the C strings must outlive the call
-  const cString = (s: string) => {
-    const b = Buffer.from(`${s}\0`);
-    keep.push(b);
-    return b;
-  };
-  const cArray = (items: string[]) => {
-    const a = new BigUint64Array(items.length + 1); // NULL-terminated char *[]
-    items.forEach((s, i) => (a[i] = BigInt(ptr(cString(s)))));
-    return a;
-  };
-  const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
-  env.push(`BUN_CONFIG_MAX_HTTP_REQUESTS=${FETCH_CAPACITY}`);
-  try {
-    const { fn } = openLibc(platform);
-    fn.execve!(cString(process.execPath), cArray([process.execPath, ...process.argv.slice(2)]), cArray(env));
-  } catch {
-    // The C library could not be loaded: hardening, next, reports that and fails closed.
-  }
-  // Only reached when execve failed: carry on with Bun's default of 256.
 }
 
 /** Runs the hardening; on a required step's failure prints one line and exits with its code. */

@@ -179,22 +179,48 @@ describe("limits", () => {
     expect(await slow.text()).toBe("data: a\n\ndata: b\n\n");
   });
 
-  test("more than 256 exchanges reach the upstream at once (Bun's fetch cap is raised at start)", async () => {
-    let inflight = 0;
-    let peak = 0;
+  /** Sends `n` requests at once over raw sockets (the test runner's own fetch is capped at 256). */
+  async function burst(proxy: RunningProxy, n: number) {
+    const results = await Promise.all(
+      Array.from({ length: n }, () => raw(proxy.port, httpRequest("POST", "/v1/responses", {}, "{}"), 10_000)),
+    );
+    return results.map((r) => r.status);
+  }
+  async function holdingUpstream() {
+    const state = { inflight: 0, peak: 0 };
     const up = await startUpstream(async () => {
-      peak = Math.max(peak, ++inflight);
+      state.peak = Math.max(state.peak, ++state.inflight);
       await Bun.sleep(1500);
-      inflight--;
+      state.inflight--;
       return new Response("{}");
     });
+    return { up, state };
+  }
+
+  test("--max-concurrent 400: all 400 exchanges reach the upstream at once (Bun's fetch cap raised at start)", async () => {
+    const { up, state } = await holdingUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet", "--max-concurrent", "400"] });
+    expect(new Set(await burst(proxy, 400))).toEqual(new Set([200]));
+    expect(state.peak).toBe(400);
+  });
+
+  test("an admin's own BUN_CONFIG_MAX_HTTP_REQUESTS is respected", async () => {
+    const { up, state } = await holdingUpstream();
+    const proxy = await startProxy({
+      args: ["--upstream-url", up.url, "--quiet", "--max-concurrent", "400"],
+      env: { PATH: process.env.PATH!, BUN_CONFIG_MAX_HTTP_REQUESTS: "300" },
+    });
+    expect(new Set(await burst(proxy, 400))).toEqual(new Set([200]));
+    expect(state.peak).toBe(300);
+  });
+
+  test("default --max-concurrent (256): the 257th concurrent exchange gets 503 at once, not a silent wait", async () => {
+    const { up, state } = await holdingUpstream();
     const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet"] });
-    // Raw sockets as clients: the test runner's own fetch is capped at 256 too.
-    const results = await Promise.all(
-      Array.from({ length: 400 }, () => raw(proxy.port, httpRequest("POST", "/v1/responses", {}, "{}"), 10_000)),
-    );
-    expect(new Set(results.map((r) => r.status))).toEqual(new Set([200]));
-    expect(peak).toBe(400);
+    const statuses = await burst(proxy, 300);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(256);
+    expect(statuses.filter((s) => s === 503)).toHaveLength(44);
+    expect(state.peak).toBe(256);
   });
 });
 

@@ -74,7 +74,7 @@ test("500 concurrent streams: every event of every stream arrives intact", async
     });
     return new Response(body, { headers: { "content-type": "text/event-stream" } });
   });
-  const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet"] });
+  const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet", "--max-concurrent", "1000"] });
   const streams = 500;
   const started = performance.now();
   // Raw sockets: the test runner's own fetch would queue past 256 at once.
