@@ -1,7 +1,7 @@
 // Test harness: the compiled binary, a recording fake upstream, and raw TCP clients.
 import type { Server, Subprocess } from "bun";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 
@@ -231,3 +231,25 @@ export async function goodRequest(proxy: RunningProxy): Promise<Response> {
 }
 
 export { sseEvent } from "../scripts/fake-upstream";
+
+/**
+ * What a Bun musl build needs to run on this Debian host: Debian's musl loader, Debian's
+ * libstdc++/libgcc_s, and a test-only shim for the glibc-only symbols they use (see
+ * tests/musl/glibc-compat.c). Returns the environment to run it with, or why it cannot run here.
+ */
+export function muslEnvironment(dir: string): { env: Record<string, string> } | { skip: string } {
+  if (process.arch !== "x64") return { skip: "the musl check runs on x64 only" };
+  if (!existsSync("/lib/ld-musl-x86_64.so.1")) return { skip: "no musl loader (install Debian's musl package)" };
+  if (!Bun.which("gcc")) return { skip: "gcc is needed to build the test-only glibc-compat shim" };
+  const libs = join(dir, "musl-lib");
+  mkdirSync(libs, { recursive: true });
+  for (const lib of ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1"]) {
+    copyFileSync(lib, join(libs, lib.split("/").pop()!));
+  }
+  const gcc = (out: string, src: string) =>
+    Bun.spawnSync(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", join(libs, out), "-x", "c", src]).exitCode;
+  if (gcc("libglibc-compat.so", join(ROOT, "tests/musl/glibc-compat.c")) !== 0 || gcc("ld-linux-x86-64.so.2", "/dev/null") !== 0) {
+    return { skip: "could not build the glibc-compat shim" };
+  }
+  return { env: baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") }) };
+}

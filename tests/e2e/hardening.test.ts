@@ -1,12 +1,12 @@
 // Process hardening and secret custody, proven from outside the process.
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { countInMemory } from "../../scripts/key-copies";
 import { build } from "../../scripts/build";
 import {
-  BIN, IS_ROOT, KEY, ROOT, baseEnv, goodRequest, runProxy, startProxy, startUpstream, stopAll,
+  BIN, IS_ROOT, KEY, baseEnv, goodRequest, muslEnvironment, runProxy, startProxy, startUpstream, stopAll,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -179,27 +179,15 @@ describe("nothing around the process can reach the key", () => {
 
 describe("musl build", () => {
   test("--target=bun-linux-x64-musl hardens and serves one request", async () => {
-    if (process.arch !== "x64") return skip("the musl check runs on x64 only");
-    if (!existsSync("/lib/ld-musl-x86_64.so.1")) return skip("no musl loader (install Debian's musl package)");
-    if (!Bun.which("gcc")) return skip("gcc is needed to build the test-only glibc-compat shim");
     const dir = mkdtempSync(join(tmpdir(), "rap-musl-"));
+    const musl = muslEnvironment(dir);
+    if ("skip" in musl) return skip(musl.skip);
     const bin = join(dir, "responses-api-proxy-musl");
     await build(bin, "bun-linux-x64-musl");
-    // Debian's libstdc++/libgcc_s (built for glibc) plus the shim: see tests/musl/glibc-compat.c.
-    const libs = join(dir, "lib");
-    mkdirSync(libs);
-    for (const lib of ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1"]) {
-      copyFileSync(lib, join(libs, lib.split("/").pop()!));
-    }
-    const gcc = (out: string, src: string) =>
-      Bun.spawnSync(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", join(libs, out), "-x", "c", src]).exitCode;
-    expect(gcc("libglibc-compat.so", join(ROOT, "tests/musl/glibc-compat.c"))).toBe(0);
-    expect(gcc("ld-linux-x86-64.so.2", "/dev/null")).toBe(0);
-
     const up = await startUpstream();
     const proxy = await startProxy({
       cmd: [bin, "--upstream-url", up.url],
-      env: baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") }),
+      env: musl.env,
     });
     // Debian's ld-musl-x86_64.so.1 is a link to this file: the process runs on musl, not glibc.
     const maps = readFileSync(`/proc/${proxy.proc.pid}/maps`, "utf8");
