@@ -1,4 +1,5 @@
-// Key intake. SECURITY-CRITICAL: read this before changing anything.
+// Key intake (and the same for the GitHub OIDC request token). SECURITY-CRITICAL: read this
+// before changing anything.
 //
 // - The key is read with raw read(2) calls on fd 0 straight into ONE fixed 1024-byte buffer that
 //   already starts with "Bearer ". No stream, no readline, no string decoding before validation:
@@ -24,30 +25,39 @@ export class ApiKeyError extends Error {}
 /** read(buf, offset, length) → bytes read, 0 at end of input (the shape of fs.readSync on fd 0). */
 export type Reader = (buf: Uint8Array, offset: number, length: number) => number;
 
+/** What one secret read from stdin looks like: its buffer, its header prefix, its bytes, its errors. */
+export interface SecretSpec {
+  bufferSize: number;
+  prefix: string;
+  isByte(b: number): boolean;
+  messages: { missing: string; invalid: string; tooLarge: string };
+}
+
 const LF = 0x0a;
 const CR = 0x0d;
 
-function isKeyByte(b: number): boolean {
-  return (
-    (b >= 0x30 && b <= 0x39) || // 0-9
-    (b >= 0x41 && b <= 0x5a) || // A-Z
-    (b >= 0x61 && b <= 0x7a) || // a-z
-    b === 0x2d || // -
-    b === 0x5f // _
-  );
-}
+const isAlnum = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
+
+/** The OpenAI API key: ^[A-Za-z0-9_-]+$ (which also rules out header injection). */
+export const API_KEY: SecretSpec = {
+  bufferSize: BUFFER_SIZE,
+  prefix: PREFIX,
+  isByte: (b) => isAlnum(b) || b === 0x2d || b === 0x5f,
+  messages: MESSAGES,
+};
 
 /**
- * Reads the first line of input and returns the header value "Bearer <key>".
- * `buf` is the one buffer the key ever lands in; it is zeroed before this returns or throws.
+ * Reads the first line of input and returns the header value "<prefix><secret>".
+ * `buf` is the one buffer the secret ever lands in; it is zeroed before this returns or throws.
  */
-export function readAuthorization(read: Reader, buf: Uint8Array = new Uint8Array(BUFFER_SIZE)): string {
+export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new Uint8Array(spec.bufferSize)): string {
+  const { prefix, messages } = spec;
   try {
-    for (let i = 0; i < PREFIX.length; i++) buf[i] = PREFIX.charCodeAt(i);
-    let end = PREFIX.length;
+    for (let i = 0; i < prefix.length; i++) buf[i] = prefix.charCodeAt(i);
+    let end = prefix.length;
     let newline = -1;
     while (newline < 0) {
-      if (end === buf.length) throw new ApiKeyError(MESSAGES.tooLarge);
+      if (end === buf.length) throw new ApiKeyError(messages.tooLarge);
       const n = read(buf, end, buf.length - end);
       if (n === 0) break; // end of input
       newline = buf.subarray(end, end + n).indexOf(LF);
@@ -56,16 +66,21 @@ export function readAuthorization(read: Reader, buf: Uint8Array = new Uint8Array
     }
     // Only the first line counts; then trailing CR/LF are trimmed.
     let keyEnd = newline >= 0 ? newline : end;
-    while (keyEnd > PREFIX.length && (buf[keyEnd - 1] === CR || buf[keyEnd - 1] === LF)) keyEnd--;
-    if (keyEnd === PREFIX.length) throw new ApiKeyError(MESSAGES.missing);
-    for (let i = PREFIX.length; i < keyEnd; i++) {
-      if (!isKeyByte(buf[i]!)) throw new ApiKeyError(MESSAGES.invalid);
+    while (keyEnd > prefix.length && (buf[keyEnd - 1] === CR || buf[keyEnd - 1] === LF)) keyEnd--;
+    if (keyEnd === prefix.length) throw new ApiKeyError(messages.missing);
+    for (let i = prefix.length; i < keyEnd; i++) {
+      if (!spec.isByte(buf[i]!)) throw new ApiKeyError(messages.invalid);
     }
     // The one surviving copy: ASCII bytes decoded once into the shared header value.
     return new TextDecoder("latin1").decode(buf.subarray(0, keyEnd));
   } finally {
     buf.fill(0);
   }
+}
+
+/** The API key's header value "Bearer <key>" (see readSecret). */
+export function readAuthorization(read: Reader, buf?: Uint8Array): string {
+  return readSecret(read, API_KEY, buf);
 }
 
 /** A Reader over fd 0 using raw read(2), retrying while a non-blocking stdin has nothing yet. */

@@ -1,6 +1,7 @@
 // Command-line parsing: argv in, a validated Config (or a UsageError) out. Pure, no I/O.
 import mri from "mri";
 import { version } from "../package.json";
+import { DEFAULT_TOKEN_URL, type OidcConfig } from "./github-oidc";
 
 export const VERSION: string = version;
 export const DEFAULT_UPSTREAM = "https://api.openai.com/v1/responses";
@@ -17,6 +18,8 @@ export interface Config {
   maxHeaderBytes: number;
   clientTimeout: number;
   upstreamTimeout: number;
+  /** --github-oidc: the credential is a refreshed OpenAI access token, not a key. */
+  oidc?: OidcConfig;
 }
 
 export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; config: Config };
@@ -35,11 +38,14 @@ export const DEFAULTS = {
   upstreamTimeout: 0,
 } as const;
 
+const OIDC_REQUIRED = ["oidc-audience", "identity-provider-id", "service-account-id", "github-oidc-request-url"];
+const OIDC_FLAGS = [...OIDC_REQUIRED, "oidc-token-url"];
 const STRING_FLAGS = [
   "port", "server-info", "upstream-url", "dump-dir",
   "max-body-bytes", "max-concurrent", "max-header-bytes", "client-timeout", "upstream-timeout",
+  ...OIDC_FLAGS,
 ];
-const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version"];
+const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version", "github-oidc"];
 
 export const USAGE = `responses-api-proxy ${VERSION}
 A strict local proxy for the OpenAI Responses API. It forwards only POST /v1/responses to the
@@ -68,6 +74,18 @@ Usage: responses-api-proxy [options]
                             head must be complete within about 12 s; a quiet upstream response is never cut
   --upstream-timeout <S>    seconds to wait for the upstream's response headers; 0: no limit
                             (default ${DEFAULTS.upstreamTimeout}); once the response starts it is never cut
+
+Keyless CI with GitHub Actions (instead of a key, stdin carries the runner's
+ACTIONS_ID_TOKEN_REQUEST_TOKEN; the job needs "permissions: id-token: write"):
+  --github-oidc             exchange the job's GitHub OIDC identity for a short-lived OpenAI access
+                            token, refreshed in the background, and inject that instead of a key
+  --github-oidc-request-url <URL>   the runner's ACTIONS_ID_TOKEN_REQUEST_URL, as the trusted runner
+                            environment gives it (https)
+  --oidc-audience <AUDIENCE>        the audience of the GitHub ID token
+  --identity-provider-id <ID>       the OpenAI workload identity provider
+  --service-account-id <ID>         the OpenAI service account to act as
+  --oidc-token-url <URL>    the OpenAI token endpoint (default ${DEFAULT_TOKEN_URL})
+
   -h, --help                this help
   -V, --version             the version
 
@@ -79,6 +97,38 @@ function integer(flag: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
   if (n < min || n > max) throw new UsageError(`--${flag} must be between ${min} and ${max}, got ${raw}`);
   return n;
+}
+
+/** An https URL, or plain http to this machine's loopback (for local endpoints and tests). */
+function parseSecureUrl(flag: string, raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`--${flag} must be an absolute https URL, got "${raw}"`);
+  }
+  if (!(url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url))) || !url.hostname) {
+    throw new UsageError(`--${flag} must be an https URL (plain http only to 127.0.0.1 or localhost), got "${raw}"`);
+  }
+  if (url.username || url.password || url.hash) throw new UsageError(`--${flag} must not contain credentials or a fragment`);
+  return url;
+}
+
+function parseOidc(str: (flag: string) => string | undefined, enabled: boolean): OidcConfig | undefined {
+  if (!enabled) {
+    const stray = OIDC_FLAGS.find((f) => str(f) !== undefined);
+    if (stray) throw new UsageError(`--${stray} needs --github-oidc`);
+    return undefined;
+  }
+  const missing = OIDC_REQUIRED.find((f) => str(f) === undefined);
+  if (missing) throw new UsageError(`--github-oidc needs --${missing}`);
+  return {
+    requestUrl: parseSecureUrl("github-oidc-request-url", str("github-oidc-request-url")!),
+    audience: str("oidc-audience")!,
+    identityProviderId: str("identity-provider-id")!,
+    serviceAccountId: str("service-account-id")!,
+    tokenUrl: parseSecureUrl("oidc-token-url", str("oidc-token-url") ?? DEFAULT_TOKEN_URL),
+  };
 }
 
 export function parseUpstreamUrl(raw: string): URL {
@@ -149,13 +199,17 @@ export function parseArgs(argv: string[]): Command {
       maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, MAX_HEADER_CEILING),
       clientTimeout: num("client-timeout", DEFAULTS.clientTimeout, 1, 255),
       upstreamTimeout: num("upstream-timeout", DEFAULTS.upstreamTimeout, 0, 86_400),
+      oidc: parseOidc(str, bool("github-oidc")),
     },
   };
 }
 
+function isLoopback(url: URL): boolean {
+  const h = url.hostname;
+  return h === "localhost" || h === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 /** A plain-http upstream off loopback sends the key across the network unencrypted. */
 export function isInsecureUpstream(url: URL): boolean {
-  if (url.protocol !== "http:") return false;
-  const h = url.hostname;
-  return !(h === "localhost" || h === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(h));
+  return url.protocol === "http:" && !isLoopback(url);
 }

@@ -3,6 +3,7 @@
 
 export type ProxyErrorCode =
   | "upstream_unreachable"
+  | "upstream_credentials_unavailable"
   | "upstream_timeout"
   | "request_too_large"
   | "too_many_requests"

@@ -3,9 +3,12 @@
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { downstreamHeaders, upstreamHeaders } from "./headers";
 
+/** The Authorization value to inject now, or why there is none (answered with a 502). */
+export type Credential = () => { authorization: string } | { error: string };
+
 export interface ForwardOptions {
   upstream: string;
-  authorization: string;
+  credential: Credential;
   maxBodyBytes: number;
   /** ms a client may take to deliver the next piece of its request body. */
   clientTimeoutMs: number;
@@ -65,6 +68,9 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
   // Refuse an oversize body up front when its length is declared.
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > opts.maxBodyBytes) return fail(tooLarge);
+
+  const credential = opts.credential();
+  if ("error" in credential) return fail({ status: 502, code: "upstream_credentials_unavailable", message: credential.error });
 
   // One controller aborts the upstream request: client gone, body failed, or header timeout.
   const abort = new AbortController();
@@ -142,7 +148,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
   try {
     upstream = await fetch(opts.upstream, {
       method: "POST",
-      headers: upstreamHeaders(req.headers, opts.authorization),
+      headers: upstreamHeaders(req.headers, credential.authorization),
       body,
       duplex: "half",
       signal: abort.signal,

@@ -2,7 +2,7 @@
 import type { Server } from "bun";
 import type { Config } from "./cli";
 import { forbidden, proxyError } from "./errors";
-import { forward, type ForwardOptions, type Tap } from "./forward";
+import { type Credential, forward, type ForwardOptions, type Tap } from "./forward";
 import { classify, headBytes, requestTarget } from "./gate";
 import { requestLine } from "./log";
 
@@ -15,10 +15,10 @@ export interface ProxyHooks {
   shutdown: () => void;
 }
 
-export function startProxy(config: Config, authorization: string, hooks: ProxyHooks): Server<undefined> {
+export function startProxy(config: Config, credential: Credential, hooks: ProxyHooks): Server<undefined> {
   const opts: ForwardOptions = {
     upstream: config.upstream.href,
-    authorization,
+    credential,
     maxBodyBytes: config.maxBodyBytes,
     clientTimeoutMs: config.clientTimeout * 1000,
     upstreamTimeoutMs: config.upstreamTimeout * 1000,

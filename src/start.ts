@@ -1,11 +1,13 @@
 // Start-up after hardening, in the SPEC's order: command line, environment, key, listener,
 // server info, "listening" line. Every failure is one line on stderr and a documented exit code.
 import { isatty } from "node:tty";
-import { ApiKeyError, MESSAGES, readAuthorization, stdinReader } from "./api-key";
+import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./api-key";
 import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
 import { Dumper, prepareDumpDir } from "./dump";
 import { unsafeEnvironment } from "./environment";
 import { describeError } from "./errors";
+import type { Credential } from "./forward";
+import { OidcCredential, OidcError, REQUEST_TOKEN } from "./github-oidc";
 import type { HardeningReport } from "./hardening";
 import { stderrLine } from "./log";
 import { startProxy } from "./server";
@@ -60,14 +62,27 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     dumper = new Dumper(config.dumpDir, (line) => stderrLine(`${NAME}: ${line}`));
   }
 
-  // 3. The key: stdin only, never a terminal.
+  // 3. The key (or, with --github-oidc, the runner's request token): stdin only, never a terminal.
   if (isatty(0)) fail(MESSAGES.terminal, 1);
-  let authorization: string;
+  let secret: string;
   try {
-    authorization = readAuthorization(stdinReader());
+    secret = readSecret(stdinReader(), config.oidc ? REQUEST_TOKEN : API_KEY);
   } catch (err) {
     if (err instanceof ApiKeyError) fail(err.message, 1);
-    fail(`cannot read the API key from stdin (${describeError(err)})`, 1);
+    fail(`cannot read the ${config.oidc ? "request token" : "API key"} from stdin (${describeError(err)})`, 1);
+  }
+  let credential: Credential;
+  if (config.oidc) {
+    // The first exchange happens before the proxy reports itself listening.
+    try {
+      const oidc = await OidcCredential.start(config.oidc, secret, (line) => stderrLine(`${NAME}: ${line}`));
+      credential = () => oidc.current();
+    } catch (err) {
+      fail(`github-oidc: ${err instanceof OidcError ? err.message : "unexpected error"}`, 1);
+    }
+  } else {
+    const fixed = { authorization: secret }; // built once, shared by every request
+    credential = () => fixed;
   }
 
   if (isInsecureUpstream(config.upstream)) {
@@ -78,7 +93,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   let server: ReturnType<typeof startProxy>;
   const exitSoon = () => setTimeout(() => process.exit(0), 100);
   try {
-    server = startProxy(config, authorization, {
+    server = startProxy(config, credential, {
       log: config.quiet ? undefined : stderrLine,
       tap: dumper && ((req) => dumper.tap(req)),
       shutdown() {

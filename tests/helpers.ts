@@ -1,7 +1,7 @@
 // Test harness: the compiled binary, a recording fake upstream, and raw TCP clients.
 import type { Server, Subprocess } from "bun";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 
@@ -252,4 +252,9 @@ export function muslEnvironment(dir: string): { env: Record<string, string> } | 
     return { skip: "could not build the glibc-compat shim" };
   }
   return { env: baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") }) };
+}
+
+/** The finished dump files in `dir`, sorted (a dot-file is a write still in progress). */
+export function dumpFiles(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")).sort() : [];
 }

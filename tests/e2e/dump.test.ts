@@ -1,10 +1,10 @@
 // --dump-dir against the compiled binary.
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KEY, goodRequest, httpRequest, runProxy, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { KEY, dumpFiles, goodRequest, httpRequest, runProxy, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -14,8 +14,7 @@ function freshDir(): string {
   dirs.push(parent);
   return join(parent, "dumps");
 }
-/** The dump files (a dot-file is a write still in progress). */
-const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")).sort() : []);
+const files = dumpFiles;
 const read = (dir: string, name: string) => JSON.parse(readFileSync(join(dir, name), "utf8"));
 
 afterAll(() => {
