@@ -32,16 +32,19 @@ const REPLACED_UPSTREAM = new Set([
   "expect", // `100-continue` is answered by the proxy's own listener
 ]);
 
-/** Client headers → upstream headers: hop-by-hop and replaced ones out, the key in. */
-export function upstreamHeaders(client: Headers, authorization: string): Headers {
-  const named = connectionNamed(client);
-  const out = new Headers();
-  for (const [name, value] of client) {
-    if (HOP_BY_HOP.has(name) || named.has(name) || REPLACED_UPSTREAM.has(name)) continue;
-    out.append(name, value);
+/**
+ * Client headers → upstream headers, rewritten in place (the request's own Headers object is sent
+ * on; a copy per request was measurable): hop-by-hop and replaced headers out, the key in.
+ */
+export function rewriteUpstreamHeaders(headers: Headers, authorization: string): Headers {
+  const named = connectionNamed(headers);
+  const drop: string[] = [];
+  for (const name of headers.keys()) {
+    if (HOP_BY_HOP.has(name) || named.has(name) || REPLACED_UPSTREAM.has(name)) drop.push(name);
   }
-  out.set("authorization", authorization);
-  return out;
+  for (const name of drop) headers.delete(name);
+  headers.set("authorization", authorization);
+  return headers;
 }
 
 /** Upstream response headers → client: everything but hop-by-hop headers. */

@@ -54,13 +54,12 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     }
 
     active++;
-    // The listener's idle timeout would cut a quiet but healthy stream (a reasoning model can be
-    // silent for minutes): switch it off for this exchange; `forward` bounds a stalled request
-    // body itself, and the timeout comes back once the exchange is over.
-    server.timeout(req, 0);
     const extra = hooks.tap?.(req);
     return forward(req, opts, {
       ...extra,
+      untimed() {
+        server.timeout(req, 0); // back to --client-timeout once the exchange is over (end)
+      },
       end(status, bytesIn, bytesOut, outcome, errorBody) {
         active--;
         try {

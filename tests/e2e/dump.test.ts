@@ -136,16 +136,23 @@ test("bodies that are not JSON are dumped as text", async () => {
   expect(read(dir, files(dir)[1]!).body).toBe("you said: not { json");
 });
 
-test("a proxy error is dumped with its JSON; the unread request body is marked incomplete", async () => {
+test("a proxy error is dumped with its JSON; a request body never read is marked incomplete", async () => {
   const dir = freshDir();
-  const proxy = await startProxy({ args: ["--upstream-url", "http://127.0.0.1:1/v1/responses", "--dump-dir", dir] });
+  const proxy = await startProxy({ args: ["--upstream-url", "http://127.0.0.1:1/v1/responses", "--dump-dir", dir, "--max-body-bytes", "1000"] });
   const res = await goodRequest(proxy);
   expect(res.status).toBe(502);
   await waitFor(() => files(dir).length === 2, 5000, "dumps");
-  expect(read(dir, files(dir)[0]!).body_complete).toBe(false);
+  expect(read(dir, files(dir)[0]!).body).toEqual(JSON.parse(SAMPLE_BODY)); // read before the upstream failed
   const response = read(dir, files(dir)[1]!);
   expect(response).toMatchObject({ status: 502, outcome: "proxy_error", complete: false });
   expect(response.body.error.code).toBe("upstream_unreachable");
+
+  // Refused up front for its declared size: the body was never read.
+  const big = await fetch(`${proxy.base}/v1/responses`, { method: "POST", body: "x".repeat(2000) });
+  expect(big.status).toBe(413);
+  await waitFor(() => files(dir).length === 4, 5000, "dumps of the refused request");
+  expect(read(dir, files(dir)[2]!)).toMatchObject({ body: "", body_complete: false });
+  expect(read(dir, files(dir)[3]!)).toMatchObject({ status: 413, outcome: "proxy_error" });
 });
 
 test("20 concurrent exchanges give 40 files that pair up", async () => {

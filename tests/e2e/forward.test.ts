@@ -323,6 +323,22 @@ describe("faults", () => {
   });
 });
 
+test("a client hanging up before the response starts aborts the upstream request within 100 ms", async () => {
+  let closedAt = 0;
+  const up = await rawUpstream((sock) => sock.on("close", () => (closedAt = performance.now())));
+  const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+  const client = net.connect(proxy.port, "127.0.0.1");
+  client.on("error", () => {});
+  client.write(httpRequest("POST", "/v1/responses", {}, SAMPLE_BODY));
+  await waitFor(() => up.sockets.length === 1, 2000, "upstream connection");
+  await Bun.sleep(100); // the upstream is "thinking": no response head yet
+  const hungUpAt = performance.now();
+  client.destroy();
+  await waitFor(() => closedAt > 0, 2000, "upstream socket close");
+  console.log(`hang-up before the response head → upstream socket closed in ${(closedAt - hungUpAt).toFixed(1)} ms`);
+  expect(closedAt - hungUpAt).toBeLessThan(100);
+});
+
 describe("no time limit on a quiet healthy stream (default settings)", () => {
   test("15 s of silence before the first byte, and 15 s between two events", async () => {
     const up = await startUpstream(async (req) => {

@@ -101,7 +101,21 @@ describe("limits", () => {
     await stillServes(dflt);
   });
 
-  test("--client-timeout: a client that stalls mid-body gets 408 and the upstream request is aborted", async () => {
+  test("--client-timeout: a client that stalls mid-body gets 408 (small body: the upstream is never reached)", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Length": "100" }).concat("only ten.."), 6000, (t) =>
+      t.includes("}}"),
+    );
+    expect(res.status).toBe(408);
+    expect(res.text).toContain('"code":"request_timeout"');
+    expect(res.ms).toBeGreaterThanOrEqual(1900);
+    expect(res.ms).toBeLessThan(4000);
+    expect(up.hits()).toBe(0);
+    await stillServes(proxy);
+  });
+
+  test("--client-timeout: a client that stalls mid-way through a large streamed body gets 408, the upstream request aborted", async () => {
     let aborted = false;
     const up = await startUpstream(async (req) => {
       try {
@@ -112,9 +126,8 @@ describe("limits", () => {
       return new Response("{}");
     });
     const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
-    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Length": "100" }).concat("only ten.."), 6000, (t) =>
-      t.includes("}}"),
-    );
+    const head = httpRequest("POST", "/v1/responses", { "Content-Length": String(1_000_000) });
+    const res = await raw(proxy.port, head.concat("x".repeat(200_000)), 6000, (t) => t.includes("}}"));
     expect(res.status).toBe(408);
     expect(res.text).toContain('"code":"request_timeout"');
     expect(res.ms).toBeGreaterThanOrEqual(1900);

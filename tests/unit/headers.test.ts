@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { downstreamHeaders, HOP_BY_HOP, upstreamHeaders } from "../../src/headers";
+import { downstreamHeaders, HOP_BY_HOP, rewriteUpstreamHeaders } from "../../src/headers";
 
 test("upstream headers: key replaces Authorization, hop-by-hop and Connection-named go, the rest stays", () => {
   const client = new Headers([
@@ -9,7 +9,8 @@ test("upstream headers: key replaces Authorization, hop-by-hop and Connection-na
     ["openai-beta", "responses=v1"], ["x-codex-turn", "7"], ["content-type", "application/json"], ["content-length", "42"],
     ["accept", "text/event-stream"], ["x-multi", "a"], ["x-multi", "b"],
   ]);
-  const out = upstreamHeaders(client, "Bearer THEKEY");
+  const out = rewriteUpstreamHeaders(client, "Bearer THEKEY");
+  expect(out).toBe(client); // rewritten in place
   expect(out.get("authorization")).toBe("Bearer THEKEY");
   for (const gone of [...HOP_BY_HOP, "host", "x-drop-me", "expect"]) expect(out.has(gone)).toBe(false);
   expect(out.get("openai-beta")).toBe("responses=v1");

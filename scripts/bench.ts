@@ -1,0 +1,387 @@
+// `npm run bench [-- --peer "<command prefix>"] [--quick]`
+//
+// Measures, in one run and on loopback only: direct (the client talks to the fake upstream
+// itself: the limit), this proxy, and optionally a second proxy given as a command prefix that
+// takes the same flags and reads the key on stdin (for the original Rust proxy:
+// --peer "codex responses-api-proxy", from the @openai/codex npm package). Targets take turns
+// within each figure, so drift hits them alike; the table gives each figure and its ratios.
+// Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1 and 2.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: opts } = parseArgs({
+  options: {
+    peer: { type: "string" },
+    quick: { type: "boolean", default: false },
+    bin: { type: "string", default: "dist/responses-api-proxy" },
+  },
+});
+const QUICK = opts.quick!;
+const KEY = `sk-bench-${randomBytes(16).toString("hex")}`;
+const WORK = mkdtempSync(join(tmpdir(), "rap-bench-"));
+
+// ---------------------------------------------------------------- processes and /proc
+
+const CLK_TCK = 100; // Linux USER_HZ
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+}
+function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) / 1024;
+}
+
+interface Target {
+  name: "direct" | "proxy" | "peer";
+  base: string;
+  pid?: number;
+  stop(): Promise<void>;
+}
+
+async function startUpstream() {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "bench-upstream.ts")], {
+    stdout: "pipe",
+    stderr: "inherit",
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "4096" },
+  });
+  const reader = proc.stdout.getReader();
+  const { value } = await reader.read();
+  const port = Number(new TextDecoder().decode(value).trim());
+  return { pid: proc.pid, url: `http://127.0.0.1:${port}/v1/responses`, base: `http://127.0.0.1:${port}`, stop: () => proc.kill() };
+}
+
+type Kind = Target["name"];
+let infoSeq = 0;
+
+async function startTarget(kind: Kind, upstream: { url: string; base: string }, extra: string[] = []): Promise<Target> {
+  if (kind === "direct") return { name: kind, base: upstream.base, stop: async () => {} };
+  const info = join(WORK, `info-${++infoSeq}.json`);
+  const prefix = kind === "proxy" ? [opts.bin!] : opts.peer!.split(/\s+/).filter(Boolean);
+  const args = ["--server-info", info, "--http-shutdown", "--upstream-url", upstream.url, ...(kind === "proxy" ? ["--quiet", ...extra] : [])];
+  const proc = Bun.spawn([...prefix, ...args], {
+    stdin: new Blob([`${KEY}\n`]),
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" },
+  });
+  const deadline = Date.now() + 15_000;
+  while (!(existsSync(info) && readFileSync(info, "utf8").endsWith("\n"))) {
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      throw new Error(`${kind} did not start: ${await new Response(proc.stderr).text()}`);
+    }
+    await Bun.sleep(2);
+  }
+  const { port } = JSON.parse(readFileSync(info, "utf8"));
+  return {
+    name: kind,
+    base: `http://127.0.0.1:${port}`,
+    pid: proc.pid,
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}
+
+// ---------------------------------------------------------------- statistics
+
+const median = (xs: number[]) => percentile(xs, 50);
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+// ---------------------------------------------------------------- figures 1 and 2: wrk
+
+const SMALL_BODY = JSON.stringify({ model: "bench-model", input: `${"Summarise the benchmark. ".repeat(10)}`, stream: false, store: false });
+const wrkScript = join(WORK, "post.lua");
+writeFileSync(
+  wrkScript,
+  `wrk.method = "POST"\nwrk.body = ${JSON.stringify(SMALL_BODY)}\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["x-bench"] = "small"\n`,
+);
+
+interface WrkResult {
+  rps: number;
+  p50us: number;
+  p99us: number;
+  requests: number;
+  errors: number;
+  cpuUsPerRequest?: number;
+  upstreamCpuPct: number;
+}
+
+function toUs(value: string, unit: string): number {
+  return Number(value) * (unit === "us" ? 1 : unit === "ms" ? 1000 : 1_000_000);
+}
+
+async function wrk(target: Target, upstreamPid: number, connections: number, seconds: number): Promise<WrkResult> {
+  const cpu0 = target.pid ? cpuSeconds(target.pid) : 0;
+  const up0 = cpuSeconds(upstreamPid);
+  const proc = Bun.spawn(
+    ["wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", wrkScript, `${target.base}/v1/responses`],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  const cpu = target.pid ? cpuSeconds(target.pid) - cpu0 : 0;
+  const upCpu = cpuSeconds(upstreamPid) - up0;
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? Number.NaN);
+  const lat = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
+    return m ? toUs(m[1]!, m[2]!) : Number.NaN;
+  };
+  const requests = num(/(\d+) requests in/);
+  const errors = num(/Non-2xx or 3xx responses: (\d+)/) || 0;
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    p50us: lat("50"),
+    p99us: lat("99"),
+    requests,
+    errors,
+    cpuUsPerRequest: target.pid ? (cpu * 1e6) / requests : undefined,
+    upstreamCpuPct: (upCpu / seconds) * 100,
+  };
+}
+
+// ---------------------------------------------------------------- figure 3: SSE delay
+
+async function sseDelays(target: Target, streams: number, events: number, gapMs: number): Promise<number[]> {
+  const delays: number[] = [];
+  const decoder = new TextDecoder();
+  await Promise.all(
+    Array.from({ length: streams }, async () => {
+      const res = await fetch(`${target.base}/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-bench": "sse", "x-events": String(events), "x-gap-ms": String(gapMs) },
+        body: SMALL_BODY,
+      });
+      let buffer = "";
+      for await (const chunk of res.body!) {
+        const now = process.hrtime.bigint();
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const m = /"t":(\d+)/.exec(buffer.slice(0, end));
+          if (m) delays.push(Number(now - BigInt(m[1]!)) / 1000);
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    }),
+  );
+  return delays; // µs
+}
+
+// ---------------------------------------------------------------- figure 4: 1 GiB each way
+
+const GiB = 1 << 30;
+
+async function upload(target: Target, bytes: number): Promise<number> {
+  const chunk = new Uint8Array(1 << 20).fill(0x62);
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent >= bytes) return c.close();
+      sent += chunk.byteLength;
+      c.enqueue(chunk);
+    },
+  });
+  const t0 = performance.now();
+  const res = await fetch(`${target.base}/v1/responses`, {
+    method: "POST",
+    headers: { "x-bench": "upload", "content-length": String(bytes) },
+    body,
+    duplex: "half",
+  } as RequestInit);
+  const { bytes: got } = (await res.json()) as { bytes: number };
+  if (got !== bytes) throw new Error(`${target.name}: upload delivered ${got} of ${bytes} bytes`);
+  return bytes / 2 ** 20 / ((performance.now() - t0) / 1000);
+}
+
+async function download(target: Target, bytes: number): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${target.base}/v1/responses`, { method: "POST", headers: { "x-bench": "download", "x-bytes": String(bytes) }, body: "{}" });
+  let got = 0;
+  for await (const c of res.body!) got += c.byteLength;
+  if (got !== bytes) throw new Error(`${target.name}: download delivered ${got} of ${bytes} bytes`);
+  return bytes / 2 ** 20 / ((performance.now() - t0) / 1000);
+}
+
+// ---------------------------------------------------------------- figure 5: many long streams
+
+/** Streams whose every event arrived, each within `slackMs` of being sent. */
+async function longStreams(target: Target, streams: number, events: number, gapMs: number, slackMs: number): Promise<number> {
+  const onTime = await Promise.all(
+    Array.from({ length: streams }, async () => {
+      try {
+        const res = await fetch(`${target.base}/v1/responses`, {
+          method: "POST",
+          headers: { "x-bench": "sse", "x-events": String(events), "x-gap-ms": String(gapMs) },
+          body: "{}",
+        });
+        if (res.status !== 200) return false;
+        let buffer = "";
+        let seen = 0;
+        let late = false;
+        for await (const chunk of res.body!) {
+          const now = process.hrtime.bigint();
+          buffer += new TextDecoder().decode(chunk);
+          let end: number;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const m = /"t":(\d+)/.exec(buffer.slice(0, end));
+            if (m) {
+              seen++;
+              if (Number(now - BigInt(m[1]!)) / 1e6 > slackMs) late = true;
+            }
+            buffer = buffer.slice(end + 2);
+          }
+        }
+        return seen === events && !late;
+      } catch {
+        return false;
+      }
+    }),
+  );
+  return onTime.filter(Boolean).length;
+}
+
+// ---------------------------------------------------------------- figure 6: start-up
+
+async function startupMs(kind: Kind, upstream: { url: string; base: string }, runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const t = await startTarget(kind, upstream);
+    times.push(performance.now() - t0);
+    await t.stop();
+  }
+  return median(times);
+}
+
+// ---------------------------------------------------------------- the run
+
+const kinds: Kind[] = opts.peer ? ["direct", "proxy", "peer"] : ["direct", "proxy"];
+const proxies = kinds.filter((k) => k !== "direct");
+type Row = { figure: string; unit: string; values: Partial<Record<Kind, number>>; target?: string; ok?: (v: number, direct?: number) => boolean; ratio?: boolean };
+const rows: Row[] = [];
+const say = (s: string) => process.stderr.write(`${s}\n`);
+
+const upstream = await startUpstream();
+try {
+  const rounds = QUICK ? 1 : 3;
+  const seconds = QUICK ? 2 : 4;
+
+  // 1 and 2: targets take turns, round after round; medians over rounds.
+  for (const [figure, connections] of [["1", 16], ["2", 1]] as const) {
+    say(`figure ${figure}: small POSTs, ${connections} keep-alive connection(s), ${rounds} x ${seconds} s per target`);
+    const targets = await Promise.all(kinds.map((k) => startTarget(k, upstream)));
+    const results: Partial<Record<Kind, WrkResult[]>> = {};
+    for (let r = 0; r < rounds; r++) {
+      for (const t of targets) (results[t.name] ??= []).push(await wrk(t, upstream.pid, connections, seconds));
+    }
+    for (const t of targets) await t.stop();
+    const pick = (f: (w: WrkResult) => number | undefined) =>
+      Object.fromEntries(Object.entries(results).map(([k, ws]) => [k, median(ws!.map((w) => f(w) ?? Number.NaN))]));
+    const errors = Object.values(results).flat().reduce((n, w) => n + w!.errors, 0);
+    if (errors) say(`  warning: ${errors} non-2xx responses`);
+    if (figure === "1") {
+      rows.push({ figure: "1 small POST, 16 conns: throughput", unit: "req/s", values: pick((w) => w.rps), target: "≥ 0.45 × direct", ok: (v, d) => v >= 0.45 * d!, ratio: true });
+      rows.push({ figure: "1 … latency p50", unit: "µs", values: pick((w) => w.p50us), ratio: true });
+      rows.push({ figure: "1 … latency p99", unit: "µs", values: pick((w) => w.p99us), ratio: true });
+      rows.push({ figure: "1 … proxy CPU per request", unit: "µs", values: pick((w) => w.cpuUsPerRequest), target: "≤ 30 µs", ok: (v) => v <= 30 });
+      rows.push({ figure: "1 … upstream CPU (not the bottleneck if < 100)", unit: "% of a core", values: pick((w) => w.upstreamCpuPct) });
+    } else {
+      const p50 = pick((w) => w.p50us);
+      rows.push({ figure: "2 concurrency 1: latency p50", unit: "µs", values: p50, ratio: true });
+      rows.push({ figure: "2 … latency p99", unit: "µs", values: pick((w) => w.p99us), ratio: true });
+      const added = Object.fromEntries(proxies.map((k) => [k, (p50[k] ?? Number.NaN) - (p50.direct ?? Number.NaN)]));
+      rows.push({ figure: "2 … added p50 against direct", unit: "µs", values: added, target: "≤ 60 µs", ok: (v) => v <= 60 });
+    }
+  }
+
+  // 3: SSE delay, upstream write → client read.
+  say("figure 3: server-sent events, delay from upstream write to client read");
+  {
+    const targets = await Promise.all(kinds.map((k) => startTarget(k, upstream)));
+    const one: Partial<Record<Kind, number[]>> = {};
+    const fifty: Partial<Record<Kind, number[]>> = {};
+    for (let r = 0; r < rounds; r++) {
+      for (const t of targets) (one[t.name] ??= []).push(...(await sseDelays(t, 1, QUICK ? 100 : 200, 5)));
+      for (const t of targets) (fifty[t.name] ??= []).push(...(await sseDelays(t, 50, QUICK ? 50 : 100, 10)));
+    }
+    for (const t of targets) await t.stop();
+    const at = (d: Partial<Record<Kind, number[]>>, p: number) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, percentile(v!, p)]));
+    rows.push({ figure: "3 SSE delay, 1 stream: p50", unit: "µs", values: at(one, 50) });
+    rows.push({ figure: "3 … 1 stream: p99", unit: "µs", values: at(one, 99) });
+    rows.push({ figure: "3 SSE delay, 50 streams: p50", unit: "µs", values: at(fifty, 50) });
+    rows.push({ figure: "3 … 50 streams: p99", unit: "µs", values: at(fifty, 99), target: "≤ 1000 µs", ok: (v) => v <= 1000 });
+  }
+
+  // 4: 1 GiB each way, a fresh process per transfer so its peak RSS is that transfer's.
+  const bytes = QUICK ? GiB / 4 : GiB;
+  say(`figure 4: ${bytes / 2 ** 20} MiB upload and download`);
+  for (const [dir, run] of [["upload", upload], ["download", download]] as const) {
+    const speed: Partial<Record<Kind, number>> = {};
+    const rss: Partial<Record<Kind, number>> = {};
+    for (const k of kinds) {
+      const t = await startTarget(k, upstream, ["--max-body-bytes", String(2 * GiB)]);
+      speed[k] = await run(t, bytes);
+      if (t.pid) rss[k] = peakRssMiB(t.pid);
+      await t.stop();
+    }
+    rows.push({ figure: `4 ${dir} ${bytes / 2 ** 20} MiB`, unit: "MiB/s", values: speed, target: "≥ 0.5 × direct", ok: (v, d) => v >= 0.5 * d!, ratio: true });
+    rows.push({ figure: `4 … ${dir}: peak RSS`, unit: "MiB", values: rss, target: "≤ 64 MiB", ok: (v) => v <= 64 });
+  }
+
+  // 5: many concurrent long streams, one event a second.
+  const streams = QUICK ? 300 : 1000;
+  const events = QUICK ? 3 : 10;
+  say(`figure 5: ${streams} concurrent streams, one event a second for ${events} s`);
+  {
+    const complete: Partial<Record<Kind, number>> = {};
+    const rss: Partial<Record<Kind, number>> = {};
+    for (const k of kinds) {
+      const t = await startTarget(k, upstream, ["--max-concurrent", String(streams * 2)]);
+      complete[k] = await longStreams(t, streams, events, 1000, 100);
+      if (t.pid) rss[k] = peakRssMiB(t.pid);
+      await t.stop();
+    }
+    rows.push({ figure: `5 ${streams} long streams: all events on time (≤ 100 ms)`, unit: "streams", values: complete, target: `${streams}`, ok: (v) => v === streams });
+    rows.push({ figure: "5 … peak RSS", unit: "MiB", values: rss, target: "≤ 100 MiB", ok: (v) => v <= 100 });
+  }
+
+  // 6: start-up.
+  say("figure 6: start-up, spawn to a complete server-info file");
+  {
+    const runs = QUICK ? 5 : 20;
+    const ms: Partial<Record<Kind, number>> = {};
+    for (const k of proxies) ms[k] = await startupMs(k, upstream, runs);
+    rows.push({ figure: `6 start-up (median of ${runs})`, unit: "ms", values: ms, target: "≤ 10 ms", ok: (v) => v <= 10 });
+  }
+} finally {
+  upstream.stop();
+  rmSync(WORK, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- the table
+
+const fmt = (v: number | undefined) =>
+  v === undefined || Number.isNaN(v) ? "–" : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const header = ["figure", "unit", ...kinds, ...proxies.map((k) => `${k}/direct`), ...(opts.peer ? ["proxy/peer"] : []), "target (proxy)", "met"];
+const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
+for (const r of rows) {
+  const d = r.values.direct;
+  const cells = [r.figure, r.unit, ...kinds.map((k) => fmt(r.values[k]))];
+  for (const k of proxies) cells.push(r.ratio && d ? `${fmt((r.values[k] ?? Number.NaN) / d)}×` : "");
+  if (opts.peer) cells.push(r.values.peer ? `${fmt((r.values.proxy ?? Number.NaN) / r.values.peer)}×` : "");
+  const p = r.values.proxy;
+  cells.push(r.target ?? "", r.ok && p !== undefined ? (r.ok(p, d) ? "yes" : "**no**") : "");
+  lines.push(`| ${cells.join(" | ")} |`);
+}
+console.log(`\nresponses-api-proxy benchmark — ${new Date().toISOString()} — ${navigator.hardwareConcurrency} cores${QUICK ? " (quick)" : ""}\n`);
+console.log(lines.join("\n"));
