@@ -7,6 +7,8 @@
 //   download     `x-bytes` bytes in 1 MiB chunks
 //   upload       reads the whole body, answers its size
 
+import { monotonicNs } from "./clock";
+
 const SMALL = JSON.stringify({
   id: "resp_bench",
   object: "response",
@@ -38,7 +40,7 @@ const server = Bun.serve({
         async start(c) {
           for (let i = 0; i < events; i++) {
             if (i > 0) await Bun.sleep(gap);
-            c.enqueue(encoder.encode(`event: response.output_text.delta\ndata: {"n":${i},"t":${process.hrtime.bigint()}}\n\n`));
+            c.enqueue(encoder.encode(`event: response.output_text.delta\ndata: {"n":${i},"t":${monotonicNs()}}\n\n`));
           }
           c.close();
         },

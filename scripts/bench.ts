@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { monotonicNs } from "./clock";
 
 const { values: opts } = parseArgs({
   options: {
@@ -74,7 +75,7 @@ async function startTarget(kind: Kind, upstream: { url: string; base: string }, 
     if (Date.now() > deadline || proc.exitCode !== null) {
       throw new Error(`${kind} did not start: ${await new Response(proc.stderr).text()}`);
     }
-    await Bun.sleep(2);
+    await Bun.sleep(0.25); // fine-grained: figure 6 times this loop
   }
   const { port } = JSON.parse(readFileSync(info, "utf8"));
   return {
@@ -163,7 +164,7 @@ async function sseDelays(target: Target, streams: number, events: number, gapMs:
       });
       let buffer = "";
       for await (const chunk of res.body!) {
-        const now = process.hrtime.bigint();
+        const now = monotonicNs();
         buffer += decoder.decode(chunk, { stream: true });
         let end: number;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -229,7 +230,7 @@ async function longStreams(target: Target, streams: number, events: number, gapM
         let seen = 0;
         let late = false;
         for await (const chunk of res.body!) {
-          const now = process.hrtime.bigint();
+          const now = monotonicNs();
           buffer += new TextDecoder().decode(chunk);
           let end: number;
           while ((end = buffer.indexOf("\n\n")) >= 0) {

@@ -17,9 +17,12 @@ export const COMPILE_FLAGS = [
   "--no-compile-autoload-bunfig",
   "--no-compile-autoload-tsconfig",
   "--no-compile-autoload-package-json",
-  // Bun's own cap on a request head (16 KiB by default) becomes the ceiling of --max-header-bytes;
-  // the proxy enforces the configured limit itself, with a JSON 431.
-  `--compile-exec-argv=--max-http-header-size=${MAX_HEADER_CEILING}`,
+  // Runtime options baked into the binary:
+  // - Bun's own cap on a request head (16 KiB by default) becomes the ceiling of
+  //   --max-header-bytes; the proxy enforces the configured limit itself, with a JSON 431;
+  // - --smol (a smaller heap, collected sooner): peak RSS during 256 MiB transfers 65-76 -> 58-68
+  //   MiB, at the same throughput and CPU per request (measured, 3 runs each).
+  `--compile-exec-argv=--max-http-header-size=${MAX_HEADER_CEILING} --smol`,
 ];
 
 export async function build(outfile: string, target?: string): Promise<void> {

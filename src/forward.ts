@@ -88,13 +88,29 @@ function streamedBody(
   tooLarge: ProxyFailure,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
+  // One timer for the whole body, pushed back whenever the client delivers (cheaper than a timer
+  // per piece): if it fires, the pending read ends and the body fails with a 408.
+  let stall: Timer | undefined;
+  const startStallTimer = () => {
+    stall = setTimeout(() => {
+      state.failure ??= new BodyFailure({
+        status: 408,
+        code: "request_timeout",
+        message: `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`,
+      });
+      reader.cancel(state.failure).catch(() => {});
+    }, opts.clientTimeoutMs);
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (!stall) startStallTimer();
+        else stall.refresh();
         try {
-          // The stall timer measures only the client: it runs while we wait on its next bytes.
-          const { done, value } = await stallGuard(reader.read(), opts);
+          const { done, value } = await reader.read();
+          if (state.failure) throw state.failure;
           if (done) {
+            clearTimeout(stall);
             tap.requestEnd?.();
             return controller.close();
           }
@@ -103,7 +119,7 @@ function streamedBody(
           tap.requestChunk?.(value);
           controller.enqueue(value);
         } catch (err) {
-          if (err instanceof BodyFailure) state.failure ??= err;
+          clearTimeout(stall);
           // fetch giving up on the body (the upstream failed) is not the client's fault.
           if (!state.cancelled) {
             state.failure ??= new BodyFailure({
@@ -117,6 +133,7 @@ function streamedBody(
         }
       },
       cancel(reason) {
+        clearTimeout(stall);
         state.cancelled = true;
         return reader.cancel(reason);
       },
