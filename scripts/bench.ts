@@ -17,10 +17,15 @@ const { values: opts } = parseArgs({
   options: {
     peer: { type: "string" },
     quick: { type: "boolean", default: false },
+    only: { type: "string" }, // e.g. "3,6": run only these figures
     bin: { type: "string", default: "dist/responses-api-proxy" },
   },
 });
 const QUICK = opts.quick!;
+const ONLY = opts.only ? new Set(opts.only.split(",").map((f) => f.trim())) : undefined;
+const runs = (figure: string) => !ONLY || ONLY.has(figure);
+/** No figure's client waits forever on a target that stops answering. */
+const CLIENT_DEADLINE_MS = 120_000;
 const KEY = `sk-bench-${randomBytes(16).toString("hex")}`;
 const WORK = mkdtempSync(join(tmpdir(), "rap-bench-"));
 
@@ -64,7 +69,9 @@ async function startTarget(kind: Kind, upstream: { url: string; base: string }, 
   const info = join(WORK, `info-${++infoSeq}.json`);
   const prefix = kind === "proxy" ? [opts.bin!] : opts.peer!.split(/\s+/).filter(Boolean);
   const args = ["--server-info", info, "--http-shutdown", "--upstream-url", upstream.url, ...(kind === "proxy" ? ["--quiet", ...extra] : [])];
-  const proc = Bun.spawn([...prefix, ...args], {
+  // Its own process group: a peer started through a wrapper script (npm's `codex` is a Node
+  // script that starts the native binary) is stopped whole.
+  const proc = Bun.spawn(["setsid", ...prefix, ...args], {
     stdin: new Blob([`${KEY}\n`]),
     stdout: "ignore",
     stderr: "pipe",
@@ -77,16 +84,28 @@ async function startTarget(kind: Kind, upstream: { url: string; base: string }, 
     }
     await Bun.sleep(0.25); // fine-grained: figure 6 times this loop
   }
-  const { port } = JSON.parse(readFileSync(info, "utf8"));
+  // The pid that listens (the native binary, not a wrapper): the one whose CPU and memory count.
+  const { port, pid } = JSON.parse(readFileSync(info, "utf8")) as { port: number; pid?: number };
   return {
     name: kind,
     base: `http://127.0.0.1:${port}`,
-    pid: proc.pid,
+    pid: pid ?? listeningPid(port) ?? proc.pid,
     async stop() {
-      proc.kill("SIGKILL");
+      try {
+        process.kill(-proc.pid, "SIGKILL"); // the whole group (setsid made proc.pid its leader)
+      } catch {
+        proc.kill("SIGKILL");
+      }
       await proc.exited;
     },
   };
+}
+
+/** The pid listening on 127.0.0.1:port (for a peer whose server-info has no pid). */
+function listeningPid(port: number): number | undefined {
+  const out = Bun.spawnSync(["ss", "-Hltnp", `sport = :${port}`]).stdout.toString();
+  const m = /pid=(\d+)/.exec(out);
+  return m ? Number(m[1]) : undefined;
 }
 
 // ---------------------------------------------------------------- statistics
@@ -152,15 +171,19 @@ async function wrk(target: Target, upstreamPid: number, connections: number, sec
 
 // ---------------------------------------------------------------- figure 3: SSE delay
 
-async function sseDelays(target: Target, streams: number, events: number, gapMs: number): Promise<number[]> {
+/** Delays (µs) of every event of `streams` concurrent streams; `failed` counts broken streams. */
+async function sseDelays(target: Target, streams: number, events: number, gapMs: number): Promise<{ delays: number[]; failed: number }> {
   const delays: number[] = [];
+  let failed = 0;
   const decoder = new TextDecoder();
   await Promise.all(
     Array.from({ length: streams }, async () => {
+     try {
       const res = await fetch(`${target.base}/v1/responses`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-bench": "sse", "x-events": String(events), "x-gap-ms": String(gapMs) },
         body: SMALL_BODY,
+        signal: AbortSignal.timeout(CLIENT_DEADLINE_MS),
       });
       let buffer = "";
       for await (const chunk of res.body!) {
@@ -173,9 +196,12 @@ async function sseDelays(target: Target, streams: number, events: number, gapMs:
           buffer = buffer.slice(end + 2);
         }
       }
+     } catch {
+      failed++;
+     }
     }),
   );
-  return delays; // µs
+  return { delays, failed };
 }
 
 // ---------------------------------------------------------------- figure 4: 1 GiB each way
@@ -224,6 +250,7 @@ async function longStreams(target: Target, streams: number, events: number, gapM
           method: "POST",
           headers: { "x-bench": "sse", "x-events": String(events), "x-gap-ms": String(gapMs) },
           body: "{}",
+          signal: AbortSignal.timeout(CLIENT_DEADLINE_MS),
         });
         if (res.status !== 200) return false;
         let buffer = "";
@@ -279,6 +306,7 @@ try {
 
   // 1 and 2: targets take turns, round after round; medians over rounds.
   for (const [figure, connections] of [["1", 16], ["2", 1]] as const) {
+    if (!runs(figure)) continue;
     say(`figure ${figure}: small POSTs, ${connections} keep-alive connection(s), ${rounds} x ${seconds} s per target`);
     const targets = await Promise.all(kinds.map((k) => startTarget(k, upstream)));
     const results: Partial<Record<Kind, WrkResult[]>> = {};
@@ -306,14 +334,20 @@ try {
   }
 
   // 3: SSE delay, upstream write → client read.
-  say("figure 3: server-sent events, delay from upstream write to client read");
-  {
+  if (runs("3")) {
+    say("figure 3: server-sent events, delay from upstream write to client read");
     const targets = await Promise.all(kinds.map((k) => startTarget(k, upstream)));
     const one: Partial<Record<Kind, number[]>> = {};
     const fifty: Partial<Record<Kind, number[]>> = {};
+    const failed: Partial<Record<Kind, number>> = {};
     for (let r = 0; r < rounds; r++) {
-      for (const t of targets) (one[t.name] ??= []).push(...(await sseDelays(t, 1, QUICK ? 100 : 200, 5)));
-      for (const t of targets) (fifty[t.name] ??= []).push(...(await sseDelays(t, 50, QUICK ? 50 : 100, 10)));
+      for (const [into, streams, events, gap] of [[one, 1, QUICK ? 100 : 200, 5], [fifty, 50, QUICK ? 50 : 100, 10]] as const) {
+        for (const t of targets) {
+          const got = await sseDelays(t, streams, events, gap);
+          (into[t.name] ??= []).push(...got.delays);
+          failed[t.name] = (failed[t.name] ?? 0) + got.failed;
+        }
+      }
     }
     for (const t of targets) await t.stop();
     const at = (d: Partial<Record<Kind, number[]>>, p: number) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, percentile(v!, p)]));
@@ -321,12 +355,13 @@ try {
     rows.push({ figure: "3 … 1 stream: p99", unit: "µs", values: at(one, 99) });
     rows.push({ figure: "3 SSE delay, 50 streams: p50", unit: "µs", values: at(fifty, 50) });
     rows.push({ figure: "3 … 50 streams: p99", unit: "µs", values: at(fifty, 99), target: "≤ 1000 µs", ok: (v) => v <= 1000 });
+    rows.push({ figure: `3 … streams that failed or passed ${CLIENT_DEADLINE_MS / 1000} s`, unit: "streams", values: failed, target: "0", ok: (v) => v === 0 });
   }
 
   // 4: 1 GiB each way, a fresh process per transfer so its peak RSS is that transfer's.
   const bytes = QUICK ? GiB / 4 : GiB;
-  say(`figure 4: ${bytes / 2 ** 20} MiB upload and download`);
-  for (const [dir, run] of [["upload", upload], ["download", download]] as const) {
+  if (runs("4")) say(`figure 4: ${bytes / 2 ** 20} MiB upload and download`);
+  for (const [dir, run] of runs("4") ? ([["upload", upload], ["download", download]] as const) : []) {
     const speed: Partial<Record<Kind, number>> = {};
     const rss: Partial<Record<Kind, number>> = {};
     for (const k of kinds) {
@@ -342,8 +377,8 @@ try {
   // 5: many concurrent long streams, one event a second.
   const streams = QUICK ? 300 : 1000;
   const events = QUICK ? 3 : 10;
-  say(`figure 5: ${streams} concurrent streams, one event a second for ${events} s`);
-  {
+  if (runs("5")) {
+    say(`figure 5: ${streams} concurrent streams, one event a second for ${events} s`);
     const complete: Partial<Record<Kind, number>> = {};
     const rss: Partial<Record<Kind, number>> = {};
     for (const k of kinds) {
@@ -357,8 +392,8 @@ try {
   }
 
   // 6: start-up.
-  say("figure 6: start-up, spawn to a complete server-info file");
-  {
+  if (runs("6")) {
+    say("figure 6: start-up, spawn to a complete server-info file");
     const runs = QUICK ? 5 : 20;
     const ms: Partial<Record<Kind, number>> = {};
     for (const k of proxies) ms[k] = await startupMs(k, upstream, runs);

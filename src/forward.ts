@@ -257,6 +257,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
           return;
         }
         if (chunk.done) break;
+        if (chunk.value.byteLength === 0) continue; // nothing to send, and write() would return 0
         bytesOut += chunk.value.byteLength;
         tap.responseChunk?.(chunk.value);
         const written = controller.write(chunk.value);

@@ -54,23 +54,34 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     }
 
     active++;
+    let ended = false;
     const extra = hooks.tap?.(req);
-    return forward(req, opts, {
-      ...extra,
-      untimed() {
-        server.timeout(req, 0); // back to --client-timeout once the exchange is over (end)
-      },
-      end(status, bytesIn, bytesOut, outcome, errorBody) {
+    try {
+      return await forward(req, opts, {
+        ...extra,
+        untimed() {
+          server.timeout(req, 0); // back to --client-timeout once the exchange is over (end)
+        },
+        end(status, bytesIn, bytesOut, outcome, errorBody) {
+          ended = true;
+          active--;
+          try {
+            server.timeout(req, config.clientTimeout);
+          } catch {
+            // the client's connection is already gone
+          }
+          logLine(status, bytesIn, bytesOut, outcome);
+          extra?.end?.(status, bytesIn, bytesOut, outcome, errorBody);
+        },
+      });
+    } catch (err) {
+      // Only a bug gets here: give the capacity back; error() answers with a JSON 500.
+      if (!ended) {
         active--;
-        try {
-          server.timeout(req, config.clientTimeout);
-        } catch {
-          // the client's connection is already gone
-        }
-        logLine(status, bytesIn, bytesOut, outcome);
-        extra?.end?.(status, bytesIn, bytesOut, outcome, errorBody);
-      },
-    });
+        logLine(500, 0, 0, "proxy_error");
+      }
+      throw err;
+    }
   }
 
   return Bun.serve({
