@@ -258,3 +258,17 @@ export function muslEnvironment(dir: string): { env: Record<string, string> } | 
 export function dumpFiles(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")).sort() : [];
 }
+
+/** An SSE response that sends `chunks` with `gapMs` of silence between them. */
+export function gappedStream(chunks: string[], gapMs: number): Response {
+  const body = new ReadableStream({
+    async start(c) {
+      for (const [i, chunk] of chunks.entries()) {
+        if (i > 0) await Bun.sleep(gapMs);
+        c.enqueue(new TextEncoder().encode(chunk));
+      }
+      c.close();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream" } });
+}

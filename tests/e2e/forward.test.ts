@@ -28,6 +28,19 @@ async function rawUpstream(onConnection: (sock: net.Socket, received: () => stri
   return { port, url: `http://127.0.0.1:${port}/v1/responses`, sockets };
 }
 
+/** A raw upstream that answers a request, once its head has arrived, with a chunked SSE head and hands the socket on. */
+function rawSseUpstream(then: (sock: net.Socket) => void) {
+  return rawUpstream((sock, received) => {
+    let started = false;
+    sock.on("data", () => {
+      if (started || !received().includes("\r\n\r\n")) return;
+      started = true;
+      sock.write("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+      then(sock);
+    });
+  });
+}
+
 function vmHWM(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m![1]) * 1024;
@@ -271,15 +284,9 @@ describe("faults", () => {
   });
 
   test("upstream closing mid-stream: the client's stream ends with an error at once", async () => {
-    const up = await rawUpstream((sock, received) => {
-      let started = false;
-      sock.on("data", () => {
-        if (started || !received().includes("\r\n\r\n")) return;
-        started = true;
-        sock.write("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-        sock.write("6\r\nfirst\n\r\n");
-        setTimeout(() => sock.destroy(), 200);
-      });
+    const up = await rawSseUpstream((sock) => {
+      sock.write("6\r\nfirst\n\r\n");
+      setTimeout(() => sock.destroy(), 200);
     });
     const proxy = await startProxy({ args: ["--upstream-url", up.url] });
     const res = await goodRequest(proxy);
@@ -294,17 +301,11 @@ describe("faults", () => {
 
   test("a client hanging up aborts the upstream request within 100 ms", async () => {
     let upstreamClosedAt = 0;
-    const up = await rawUpstream((sock, received) => {
-      let started = false;
-      sock.on("data", () => {
-        if (started || !received().includes("\r\n\r\n")) return;
-        started = true;
-        sock.write("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-        const timer = setInterval(() => sock.write("6\r\ntoken\n\r\n"), 20);
-        sock.on("close", () => {
-          clearInterval(timer);
-          upstreamClosedAt = performance.now();
-        });
+    const up = await rawSseUpstream((sock) => {
+      const timer = setInterval(() => sock.write("6\r\ntoken\n\r\n"), 20);
+      sock.on("close", () => {
+        clearInterval(timer);
+        upstreamClosedAt = performance.now();
       });
     });
     const proxy = await startProxy({ args: ["--upstream-url", up.url] });

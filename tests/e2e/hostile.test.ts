@@ -6,7 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  KEY, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, startProxy, startUpstream, stopAll, waitFor, type RunningProxy,
+  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, startProxy, startUpstream, stopAll, waitFor, type RunningProxy,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -155,17 +155,7 @@ describe("limits", () => {
   }, 20_000);
 
   test("--client-timeout does not cut a quiet upstream stream (5 s gap with a 2 s client timeout)", async () => {
-    const up = await startUpstream(() => {
-      const body = new ReadableStream({
-        async start(c) {
-          c.enqueue(new TextEncoder().encode("data: 1\n\n"));
-          await Bun.sleep(5000);
-          c.enqueue(new TextEncoder().encode("data: 2\n\n"));
-          c.close();
-        },
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    });
+    const up = await startUpstream(() => gappedStream(["data: 1\n\n", "data: 2\n\n"], 5000));
     const proxy = await startProxy({ args: ["--upstream-url", up.url, "--client-timeout", "2"] });
     const text = await (await goodRequest(proxy)).text();
     expect(text).toBe("data: 1\n\ndata: 2\n\n");
@@ -174,15 +164,7 @@ describe("limits", () => {
   test("--upstream-timeout: no response head in time gives 504; a started slow stream is not cut", async () => {
     const up = await startUpstream(async (req) => {
       if (req.headers.get("x-mode") === "silent") await Bun.sleep(3000);
-      const body = new ReadableStream({
-        async start(c) {
-          c.enqueue(new TextEncoder().encode("data: a\n\n"));
-          await Bun.sleep(2500);
-          c.enqueue(new TextEncoder().encode("data: b\n\n"));
-          c.close();
-        },
-      });
-      return new Response(body);
+      return gappedStream(["data: a\n\n", "data: b\n\n"], 2500);
     });
     const proxy = await startProxy({ args: ["--upstream-url", up.url, "--upstream-timeout", "1"] });
     const silent = await fetch(`${proxy.base}/v1/responses`, { method: "POST", headers: { "x-mode": "silent" }, body: "{}" });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MESSAGES } from "../../src/api-key";
 import {
-  BIN, KEY, ROOT, baseEnv, goodRequest, raw, httpRequest, runProxy, startProxy, startUpstream, stopAll, waitFor,
+  BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, raw, httpRequest, runProxy, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -190,17 +190,7 @@ describe("shutdown", () => {
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: stops accepting, lets an in-flight stream finish, exits 0`, async () => {
-      const up = await startUpstream(() => {
-        const body = new ReadableStream({
-          async start(c) {
-            c.enqueue(new TextEncoder().encode("data: one\n\n"));
-            await Bun.sleep(800);
-            c.enqueue(new TextEncoder().encode("data: two\n\n"));
-            c.close();
-          },
-        });
-        return new Response(body, { headers: { "content-type": "text/event-stream" } });
-      });
+      const up = await startUpstream(() => gappedStream(["data: one\n\n", "data: two\n\n"], 800));
       const proxy = await startProxy({ args: ["--upstream-url", up.url] });
       const res = await goodRequest(proxy);
       const reader = res.body!.getReader();
