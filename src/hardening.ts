@@ -1,9 +1,10 @@
 // Process hardening. SECURITY-CRITICAL: it runs first, before the key exists in memory.
 //
 // What must not change, and why:
-// - `hardenProcess()` is called by the entry module before any other module is even loaded, and
-//   before stdin is read: a process that can be ptrace'd or core-dumped at the moment the key
-//   arrives has already lost it.
+// - `hardenProcess()` is called by the entry module before any module that handles input is even
+//   loaded (only fetch-capacity.ts, which imports nothing and may re-execute the binary, runs
+//   before it), and before stdin is read: a process that can be ptrace'd or core-dumped at the
+//   moment the key arrives has already lost it.
 // - A failure of PR_SET_DUMPABLE / RLIMIT_CORE / PT_DENY_ATTACH is fatal (exit 5/7/6): running
 //   unhardened is exactly what the admin did not ask for. Only mlockall is best effort (it needs
 //   root or CAP_IPC_LOCK, and an unlocked page can at worst reach swap, not another user).
@@ -51,13 +52,7 @@ export function libcCandidates(platform: string, arch: string): string[] {
   }
 }
 
-type Libc = ReturnType<typeof loadLibc>;
-let libc: Libc | undefined;
-function openLibc(platform: Platform): Libc {
-  return (libc ??= loadLibc(platform));
-}
-
-function loadLibc(platform: Platform) {
+function openLibc(platform: Platform) {
   const errnoSymbol = platform === "linux" ? "__errno_location" : "__error";
   const symbols = {
     setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
