@@ -78,11 +78,6 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
   }
 }
 
-/** The API key's header value "Bearer <key>" (see readSecret). */
-export function readAuthorization(read: Reader, buf?: Uint8Array): string {
-  return readSecret(read, API_KEY, buf);
-}
-
 /** A Reader over fd 0 using raw read(2), retrying while a non-blocking stdin has nothing yet. */
 export function stdinReader(fd = 0): Reader {
   const nap = new Int32Array(new SharedArrayBuffer(4));

@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { BUFFER_SIZE, MESSAGES, readAuthorization, type Reader } from "../../src/api-key";
+import { API_KEY, BUFFER_SIZE, MESSAGES, readSecret, type Reader } from "../../src/api-key";
+
+/** The API key's header value, as start-up reads it. */
+const readAuthorization = (read: Reader, buf?: Uint8Array) => readSecret(read, API_KEY, buf);
 
 /** A reader that hands out `chunks` one per read call (like a pipe delivering pieces). */
 function chunked(...chunks: string[]): Reader {
