@@ -52,10 +52,19 @@ class BodyFailure extends Error {
 /**
  * Declared request bodies up to this size (a Responses API JSON request, typically) are read
  * whole and sent as bytes: bounded memory (this x --max-concurrent at most), and measured to save
- * ~60 µs of CPU per request against a JavaScript stream in between. The listener's idle timeout,
- * still on while they are read, drops a client that stalls. Larger or chunked bodies stream.
+ * ~60 µs of CPU per request against a JavaScript stream in between. The whole read is timed by
+ * `stallGuard`. Larger or chunked bodies stream.
  */
 export const SMALL_BODY_BYTES = 64 * 1024;
+
+/** The 408 for a client that went quiet while sending its request body. */
+function stallFailure(opts: ForwardOptions): BodyFailure {
+  return new BodyFailure({
+    status: 408,
+    code: "request_timeout",
+    message: `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`,
+  });
+}
 
 /** Rejects with a 408 BodyFailure if `work` takes longer than the client timeout. */
 async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T> {
@@ -63,13 +72,7 @@ async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T>
   const stalled = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       work.catch(() => {}); // abandoned: its own failure no longer matters
-      reject(
-        new BodyFailure({
-          status: 408,
-          code: "request_timeout",
-          message: `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`,
-        }),
-      );
+      reject(stallFailure(opts));
     }, opts.clientTimeoutMs);
   });
   try {
@@ -93,11 +96,7 @@ function streamedBody(
   let stall: Timer | undefined;
   const startStallTimer = () => {
     stall = setTimeout(() => {
-      state.failure ??= new BodyFailure({
-        status: 408,
-        code: "request_timeout",
-        message: `client sent no request body data for ${opts.clientTimeoutMs / 1000} s`,
-      });
+      state.failure ??= stallFailure(opts);
       reader.cancel(state.failure).catch(() => {});
     }, opts.clientTimeoutMs);
   };
