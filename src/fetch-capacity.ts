@@ -1,12 +1,13 @@
-// Bun's fetch runs at most 256 requests at once unless BUN_CONFIG_MAX_HTTP_REQUESTS says
-// otherwise, and it reads that variable only when the runtime starts (measured with 1.4.5:
+// Only with an HTTP(S) proxy configured does the upstream go through Bun's fetch (transport.ts);
+// the proxy's own HTTP/1.1 client has no such cap. Bun's fetch runs at most 256 requests at once
+// unless BUN_CONFIG_MAX_HTTP_REQUESTS says otherwise, and it reads that variable only when the runtime starts (measured with 1.4.5:
 // setting it later through process.env or setenv(3) changes nothing). Past that cap a new
 // exchange would silently wait for an old stream to end. So when --max-concurrent asks for more
 // than 256, the compiled binary's very first act is to re-execute itself with the variable set
 // to match. This runs before hardening on purpose: exec resets PR_SET_DUMPABLE and mlockall, and
 // nothing has been read from stdin yet; exec keeps the pid and every descriptor. It costs one more
-// runtime start (~5 ms measured), which is why the default --max-concurrent is exactly 256.
-// An admin's own BUN_CONFIG_MAX_HTTP_REQUESTS is respected. Imports nothing.
+// runtime start (~5 ms measured). An admin's own BUN_CONFIG_MAX_HTTP_REQUESTS is respected.
+import { proxyConfigured } from "./proxy-env"; // imports nothing
 
 export const BUN_FETCH_DEFAULT_CAP = 256;
 
@@ -28,6 +29,7 @@ export function requestedConcurrency(argv: string[]): number | undefined {
 export function ensureFetchCapacity(): void {
   const wanted = requestedConcurrency(process.argv.slice(2));
   if (wanted === undefined || wanted <= BUN_FETCH_DEFAULT_CAP) return;
+  if (!proxyConfigured(process.env)) return; // fetch is not the transport
   if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== undefined) return; // the admin's own value
   if (!Bun.main.startsWith("/$bunfs/")) return; // only the standalone binary re-executes itself
   if (typeof process.execve !== "function") return; // Windows: carry on with Bun's cap

@@ -2,12 +2,14 @@
 // streams back chunk by chunk as it arrives. Large bodies are never buffered whole.
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
+import type { Send, UpstreamResponse } from "./http1";
 
 /** The Authorization value to inject now, or why there is none (answered with a 502). */
 export type Credential = () => { authorization: string } | { error: string };
 
 export interface ForwardOptions {
-  upstream: string;
+  /** Sends the rewritten request to the upstream (transport.ts). */
+  send: Send;
   credential: Credential;
   maxBodyBytes: number;
   /** ms a client may take to deliver the next piece of a streamed request body. */
@@ -206,18 +208,9 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     signal = AbortSignal.any([req.signal, timeout.signal]);
   }
 
-  let upstream: Response;
+  let upstream: UpstreamResponse;
   try {
-    upstream = await fetch(opts.upstream, {
-      method: "POST",
-      headers: rewriteUpstreamHeaders(req.headers, credential.authorization),
-      body,
-      duplex: "half",
-      signal,
-      redirect: "manual", // a 3xx goes back to the client: the key goes nowhere but the upstream
-      decompress: false, // compressed bodies pass through as bytes with Content-Encoding intact
-      timeout: false, // Bun's own fetch idle timeout would cut a quiet reasoning stream
-    } as RequestInit);
+    upstream = await opts.send({ headers: rewriteUpstreamHeaders(req.headers, credential.authorization), body, signal });
   } catch (err) {
     if (state.failure) return fail(state.failure.failure);
     if (timedOut && !req.signal.aborted) {
@@ -231,6 +224,13 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
 
   tap.response?.(upstream.status, upstream.headers);
   const headers = { status: upstream.status, statusText: upstream.statusText, headers: downstreamHeaders(upstream.headers) };
+  const { whole } = upstream;
+  if (whole) {
+    // Already whole in memory: handed to the listener as bytes, the cheapest way out.
+    tap.responseChunk?.(whole);
+    end(upstream.status, whole.byteLength, "complete");
+    return new Response(whole, headers);
+  }
   const source = upstream.body;
   if (!source) {
     end(upstream.status, 0, "complete");

@@ -5,6 +5,7 @@ import { forbidden, proxyError } from "./errors";
 import { type Credential, forward, type ForwardOptions, type Tap } from "./forward";
 import { classify, headBytes, requestTarget } from "./gate";
 import { requestLine } from "./log";
+import { upstreamTransport } from "./transport";
 
 export interface ProxyHooks {
   /** One log line, or undefined when request logging is off. */
@@ -17,7 +18,7 @@ export interface ProxyHooks {
 
 export function startProxy(config: Config, credential: Credential, hooks: ProxyHooks): Server<undefined> {
   const opts: ForwardOptions = {
-    upstream: config.upstream.href,
+    send: upstreamTransport(config.upstream),
     credential,
     maxBodyBytes: config.maxBodyBytes,
     clientTimeoutMs: config.clientTimeout * 1000,
@@ -25,6 +26,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
   };
   const { log } = hooks;
   let active = 0;
+  let port = 0;
 
   async function handle(req: Request, server: Server<undefined>): Promise<Response> {
     const started = performance.now();
@@ -36,7 +38,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       logLine(431, 0, 0);
       return proxyError(431, "request_header_too_large", `request head exceeds the proxy's limit of ${config.maxHeaderBytes} bytes`);
     }
-    const verdict = classify(req.method, target, req.headers, server.port!, config.httpShutdown);
+    const verdict = classify(req.method, target, req.headers, port, config.httpShutdown);
     if (verdict === "forbidden") {
       logLine(403, 0, 0);
       return forbidden();
@@ -84,7 +86,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     }
   }
 
-  return Bun.serve({
+  const server = Bun.serve({
     hostname: "127.0.0.1",
     port: config.port,
     // Bun otherwise sets SO_REUSEPORT: a second proxy (same user) would silently share the port
@@ -100,4 +102,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       return proxyError(500, "internal_error", "internal proxy error");
     },
   });
+  // Read once: server.port asks the kernel (getsockname) every time.
+  port = server.port!;
+  return server;
 }

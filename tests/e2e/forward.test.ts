@@ -266,6 +266,46 @@ function unchunk(data: Buffer): Buffer {
   }
 }
 
+describe("upstream transport", () => {
+  test("HTTP_PROXY is honoured: the request goes to the proxy in absolute form; NO_PROXY bypasses it", async () => {
+    const up = await startUpstream();
+    const httpProxy = await startUpstream(); // plays the proxy: it answers every request itself
+    const env = { PATH: process.env.PATH!, HTTP_PROXY: `http://127.0.0.1:${httpProxy.server.port}` };
+    const proxied = await startProxy({ args: ["--upstream-url", up.url], env });
+    expect((await goodRequest(proxied)).status).toBe(200);
+    expect(httpProxy.requests).toHaveLength(1);
+    expect(httpProxy.requests[0]!.url).toBe(up.url); // absolute form: meant for the upstream
+    expect(httpProxy.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
+    expect(up.requests).toHaveLength(0);
+
+    const bypassed = await startProxy({ args: ["--upstream-url", up.url], env: { ...env, NO_PROXY: "127.0.0.1" } });
+    expect((await goodRequest(bypassed)).status).toBe(200);
+    expect(up.requests).toHaveLength(1);
+    expect(httpProxy.requests).toHaveLength(1);
+  });
+
+  test("keep-alive: many sequential requests share one upstream connection", async () => {
+    const up = await rawUpstream((sock) => {
+      let buf = "";
+      sock.on("data", (d) => {
+        buf += d.toString("latin1");
+        for (let end; (end = buf.indexOf("\r\n\r\n")) >= 0; ) {
+          const length = Number(/content-length: (\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+          if (buf.length < end + 4 + length) return;
+          buf = buf.slice(end + 4 + length);
+          sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
+        }
+      });
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    for (let i = 0; i < 20; i++) {
+      const res = await goodRequest(proxy);
+      expect([res.status, await res.text()]).toEqual([200, "{}"]);
+    }
+    expect(up.sockets).toHaveLength(1);
+  });
+});
+
 describe("faults", () => {
   test("upstream unreachable: 502 JSON error, then the next request is served", async () => {
     const dead = net.createServer();

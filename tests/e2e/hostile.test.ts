@@ -192,18 +192,30 @@ describe("limits", () => {
     return { up, state };
   }
 
-  test("--max-concurrent 400: all 400 exchanges reach the upstream at once (Bun's fetch cap raised at start)", async () => {
+  test("--max-concurrent 400: all 400 exchanges reach the upstream at once (the proxy's own client has no cap)", async () => {
     const { up, state } = await holdingUpstream();
     const proxy = await startProxy({ args: ["--upstream-url", up.url, "--quiet", "--max-concurrent", "400"] });
     expect(new Set(await burst(proxy, 400))).toEqual(new Set([200]));
     expect(state.peak).toBe(400);
   });
 
-  test("an admin's own BUN_CONFIG_MAX_HTTP_REQUESTS is respected", async () => {
+  // With HTTP_PROXY set, the upstream goes through Bun's fetch (capped at 256 unless raised at
+  // start-up). The holding server plays the HTTP proxy: fetch sends it every request in absolute
+  // form, and the upstream URL itself is never contacted.
+  const viaProxy = (proxyUrl: string) => ({ PATH: process.env.PATH!, HTTP_PROXY: proxyUrl.replace(/\/v1\/responses$/, "") });
+
+  test("through an HTTP proxy, --max-concurrent 400 raises fetch's cap: all 400 at once", async () => {
+    const { up, state } = await holdingUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", "http://127.0.0.9:9/v1/responses", "--quiet", "--max-concurrent", "400"], env: viaProxy(up.url) });
+    expect(new Set(await burst(proxy, 400))).toEqual(new Set([200]));
+    expect(state.peak).toBe(400);
+  });
+
+  test("through an HTTP proxy, an admin's own BUN_CONFIG_MAX_HTTP_REQUESTS is respected", async () => {
     const { up, state } = await holdingUpstream();
     const proxy = await startProxy({
-      args: ["--upstream-url", up.url, "--quiet", "--max-concurrent", "400"],
-      env: { PATH: process.env.PATH!, BUN_CONFIG_MAX_HTTP_REQUESTS: "300" },
+      args: ["--upstream-url", "http://127.0.0.9:9/v1/responses", "--quiet", "--max-concurrent", "400"],
+      env: { ...viaProxy(up.url), BUN_CONFIG_MAX_HTTP_REQUESTS: "300" },
     });
     expect(new Set(await burst(proxy, 400))).toEqual(new Set([200]));
     expect(state.peak).toBe(300);

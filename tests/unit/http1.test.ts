@@ -1,0 +1,255 @@
+// The upstream HTTP/1.1 client against raw TCP upstreams on loopback, where exact bytes matter:
+// framing, keep-alive reuse, malformed answers, early closes, backpressure.
+import { afterEach, expect, test } from "bun:test";
+import * as net from "node:net";
+import { http1Client, requestHead, type UpstreamResponse } from "../../src/http1";
+import { proxyConfigured } from "../../src/proxy-env";
+
+interface RawUpstream {
+  url: URL;
+  /** Every request head received, per connection index. */
+  heads: { conn: number; head: string; body: Buffer }[];
+  connections: number;
+}
+
+const servers: net.Server[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+/**
+ * A raw upstream: `answer` gets each complete request (head + body, framed by Content-Length or
+ * chunked) and writes whatever bytes it likes.
+ */
+async function rawUpstream(answer: (sock: net.Socket, n: number) => void): Promise<RawUpstream> {
+  const state: RawUpstream = { url: new URL("http://127.0.0.1/"), heads: [], connections: 0 };
+  let n = 0;
+  const server = net.createServer((sock) => {
+    const conn = state.connections++;
+    sock.on("error", () => {});
+    let buf = Buffer.alloc(0);
+    sock.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString("latin1");
+        const cl = /\r\ncontent-length: (\d+)/i.exec(head);
+        let body: Buffer;
+        let used: number;
+        if (cl) {
+          if (buf.length < end + 4 + Number(cl[1])) return;
+          body = buf.subarray(end + 4, end + 4 + Number(cl[1]));
+          used = end + 4 + Number(cl[1]);
+        } else if (/\r\ntransfer-encoding: chunked/i.test(head)) {
+          const last = buf.indexOf("0\r\n\r\n", end + 4);
+          if (last < 0) return;
+          body = buf.subarray(end + 4, last + 5);
+          used = last + 5;
+        } else {
+          body = Buffer.alloc(0);
+          used = end + 4;
+        }
+        buf = buf.subarray(used);
+        state.heads.push({ conn, head, body: Buffer.from(body) });
+        answer(sock, n++);
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  state.url = new URL(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1/responses?x=1`);
+  return state;
+}
+
+const JSON_BODY = new TextEncoder().encode('{"model":"m"}');
+const post = (send: ReturnType<typeof http1Client>, body: Uint8Array | ReadableStream<Uint8Array> | undefined = JSON_BODY, signal = new AbortController().signal) =>
+  send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal });
+
+async function text(res: UpstreamResponse): Promise<string> {
+  if (res.whole) return new TextDecoder().decode(res.whole);
+  return res.body ? await new Response(res.body).text() : "";
+}
+
+test("request head: target with query, Host from the URL, headers as given, framing added only when missing", () => {
+  const head = requestHead("/v1/responses?x=1", "api.example:8443", new Headers({ authorization: "Bearer K", "content-length": "3" }), new Uint8Array(3)).toString("latin1");
+  expect(head).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\nauthorization: Bearer K\r\ncontent-length: 3\r\n\r\n");
+  expect(requestHead("/", "h", new Headers(), undefined).toString()).toContain("content-length: 0\r\n\r\n");
+  expect(requestHead("/", "h", new Headers(), new ReadableStream()).toString()).toContain("transfer-encoding: chunked\r\n\r\n");
+  // A header value the client sent as latin1 bytes goes out as the same bytes.
+  expect([...requestHead("/", "h", new Headers({ "x-l": "caf\u00e9" }), undefined)]).toContain(0xe9);
+});
+
+test("proxy variables switch to fetch; NO_PROXY alone does not", () => {
+  expect(proxyConfigured({ HTTPS_PROXY: "http://p:3128" })).toBe(true);
+  expect(proxyConfigured({ http_proxy: "http://p:3128" })).toBe(true);
+  expect(proxyConfigured({ NO_PROXY: "*", HTTPS_PROXY: "" })).toBe(false);
+  expect(proxyConfigured({})).toBe(false);
+});
+
+test("content-length answer: whole bytes, and the socket is reused for the next request", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nX-Request-Id: r1\r\n\r\n{\"ok\":true}"));
+  const send = http1Client(up.url);
+  for (let i = 0; i < 3; i++) {
+    const res = await post(send);
+    expect(res.status).toBe(200);
+    expect(res.statusText).toBe("OK");
+    expect(res.headers.get("x-request-id")).toBe("r1");
+    expect(await text(res)).toBe('{"ok":true}');
+  }
+  expect(up.connections).toBe(1);
+  expect(up.heads[0]!.head).toStartWith("POST /v1/responses?x=1 HTTP/1.1\r\nhost: 127.0.0.1:");
+  expect(up.heads[0]!.body.toString()).toBe('{"model":"m"}');
+});
+
+test("chunked answer split at every byte still decodes; trailers dropped; socket reused", async () => {
+  const wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n";
+  const up = await rawUpstream(async (s) => {
+    for (const ch of wire) {
+      s.write(ch);
+      await Bun.sleep(0);
+    }
+  });
+  const send = http1Client(up.url);
+  expect(await text(await post(send))).toBe("hello, world");
+  expect(await text(await post(send))).toBe("hello, world");
+  expect(up.connections).toBe(1);
+});
+
+test("interim 100 Continue is skipped; 204 has no body; HTTP/1.0 and Connection: close are not reused", async () => {
+  const answers = [
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+    "HTTP/1.1 204 No Content\r\n\r\n",
+    "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nv0",
+    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\ncc",
+    "HTTP/1.1 200 OK\r\n\r\nuntil close",
+  ];
+  const up = await rawUpstream((s, n) => {
+    s.write(answers[n]!);
+    if (n >= 2) s.end();
+  });
+  const send = http1Client(up.url);
+  const created = await post(send);
+  expect([created.status, await text(created)]).toEqual([201, "ok"]);
+  const empty = await post(send);
+  expect([empty.status, empty.body, empty.whole]).toEqual([204, null, undefined]);
+  expect(await text(await post(send))).toBe("v0");
+  expect(await text(await post(send))).toBe("cc");
+  expect(await text(await post(send))).toBe("until close");
+  expect(up.heads.map((h) => h.conn)).toEqual([0, 0, 0, 1, 2]);
+});
+
+for (const [name, wire] of [
+  ["garbage instead of HTTP", "SSH-2.0-OpenSSH_9.2\r\n\r\n"],
+  ["obs-fold header", "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n"],
+  ["space before the colon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"],
+  ["conflicting Content-Lengths", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"],
+  ["a negative Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"],
+  ["status 700", "HTTP/1.1 700 Odd\r\nContent-Length: 0\r\n\r\n"],
+  ["101 unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"],
+] as const) {
+  test(`malformed answer (${name}): rejected before a response exists`, async () => {
+    const up = await rawUpstream((s) => s.write(wire));
+    await expect(post(http1Client(up.url))).rejects.toMatchObject({ code: expect.stringMatching(/^UPSTREAM_/) });
+  });
+}
+
+test("a bad chunk size mid-body errors the body stream, not silently ends it", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n"));
+  const res = await post(http1Client(up.url));
+  expect(res.status).toBe(200);
+  await expect(text(res)).rejects.toBeDefined();
+});
+
+test("upstream closing mid-body (short Content-Length) errors the body stream", async () => {
+  const up = await rawUpstream((s) => {
+    s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
+    setTimeout(() => s.destroy(), 20);
+  });
+  const res = await post(http1Client(up.url));
+  await expect(text(res)).rejects.toMatchObject({ message: expect.stringContaining("mid-response") });
+});
+
+test("a pooled socket the upstream closed as it was reused: the request is sent again on a new one", async () => {
+  // The first connection answers once, then closes on the next request without a byte.
+  const up = await rawUpstream((s, n) => {
+    if (n === 1) return s.destroy();
+    s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  });
+  const send = http1Client(up.url);
+  expect(await text(await post(send))).toBe("ok");
+  expect(await text(await post(send))).toBe("ok");
+  expect(up.heads.map((h) => h.conn)).toEqual([0, 0, 1]); // the second request arrived twice
+});
+
+test("a fresh socket closed before any answer is not retried: the error surfaces", async () => {
+  const up = await rawUpstream((s) => s.destroy());
+  await expect(post(http1Client(up.url))).rejects.toMatchObject({ code: "UPSTREAM_CLOSED" });
+  expect(up.heads).toHaveLength(1);
+});
+
+test("connection refused carries ECONNREFUSED", async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  await expect(post(http1Client(new URL(`http://127.0.0.1:${port}/`)))).rejects.toMatchObject({ code: "ECONNREFUSED" });
+});
+
+test("a streamed body without length goes chunked and arrives byte-exact", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  const parts = ["alpha-", "", "beta-", "gamma"];
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      const p = parts.shift();
+      if (p === undefined) return c.close();
+      await Bun.sleep(5);
+      c.enqueue(new TextEncoder().encode(p));
+    },
+  });
+  const res = await post(http1Client(up.url), body);
+  expect(res.status).toBe(200);
+  expect(up.heads[0]!.head.toLowerCase()).toContain("transfer-encoding: chunked");
+  expect(up.heads[0]!.body.toString()).toBe("6\r\nalpha-\r\n5\r\nbeta-\r\n5\r\ngamma\r\n0\r\n\r\n");
+});
+
+test("abort before the head: rejected at once and the socket is closed", async () => {
+  let closed = false;
+  const up = await rawUpstream((s) => s.on("close", () => (closed = true))); // never answers
+  const ac = new AbortController();
+  const pending = post(http1Client(up.url), JSON_BODY, ac.signal);
+  await Bun.sleep(50);
+  ac.abort();
+  await expect(pending).rejects.toBeDefined();
+  for (let i = 0; i < 100 && !closed; i++) await Bun.sleep(10);
+  expect(closed).toBe(true);
+});
+
+test("a slow reader: the upstream socket is paused, memory stays bounded, every byte arrives", async () => {
+  const total = 64 * 1024 * 1024;
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  let written = 0;
+  const up = await rawUpstream((s) => {
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${total}\r\n\r\n`);
+    const pump = () => {
+      while (written < total) {
+        written += chunk.length;
+        if (!s.write(chunk)) return void s.once("drain", pump);
+      }
+    };
+    pump();
+  });
+  const res = await post(http1Client(up.url));
+  const reader = res.body!.getReader();
+  let got = 0;
+  // Read 1 MiB, then stall: the upstream cannot have pushed all 64 MiB into us.
+  while (got < 1024 * 1024) got += (await reader.read()).value!.byteLength;
+  await Bun.sleep(300);
+  expect(written).toBeLessThan(total / 2);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    got += value.byteLength;
+  }
+  expect(got).toBe(total);
+});
