@@ -1,8 +1,9 @@
 // Forwarding one allowed exchange: the client's body goes upstream, the upstream's response
 // streams back chunk by chunk as it arrives. Large bodies are never buffered whole.
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
+import { relayed } from "./gc-pacing";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
-import type { Send, UpstreamResponse } from "./http1";
+import type { BodyReader, Send, UpstreamResponse } from "./http1";
 
 /** The Authorization value to inject now, or why there is none (answered with a 502). */
 export type Credential = () => { authorization: string } | { error: string };
@@ -84,63 +85,67 @@ async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T>
   }
 }
 
-/** A request body streamed upstream as it arrives: counted against the limit, stalls timed. */
+/**
+ * A request body read upstream as it arrives: counted against the limit, stalls timed. A reader,
+ * not a stream: the HTTP/1.1 client pulls from it directly (one JavaScript stream fewer per chunk).
+ */
 function streamedBody(
   source: ReadableStream<Uint8Array>,
   opts: ForwardOptions,
   tap: Tap,
   state: { bytesIn: number; failure?: BodyFailure; cancelled: boolean },
   tooLarge: ProxyFailure,
-): ReadableStream<Uint8Array> {
+): BodyReader {
   const reader = source.getReader();
-  // One timer for the whole body, pushed back whenever the client delivers (cheaper than a timer
-  // per piece): if it fires, the pending read ends and the body fails with a 408.
+  // One timer for the whole body, re-armed at each read (cheaper than a timer per piece). It only
+  // counts while a read waits on the client: an upstream slow to take the body is not a stall.
   let stall: Timer | undefined;
-  const startStallTimer = () => {
-    stall = setTimeout(() => {
-      state.failure ??= stallFailure(opts);
-      reader.cancel(state.failure).catch(() => {});
-    }, opts.clientTimeoutMs);
+  let waiting = false;
+  const onStall = () => {
+    if (!waiting) return;
+    state.failure ??= stallFailure(opts);
+    reader.cancel(state.failure).catch(() => {}); // ends the pending read
   };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        if (!stall) startStallTimer();
-        else stall.refresh();
-        try {
-          const { done, value } = await reader.read();
-          if (state.failure) throw state.failure;
-          if (done) {
-            clearTimeout(stall);
-            tap.requestEnd?.();
-            return controller.close();
-          }
-          state.bytesIn += value.byteLength;
-          if (state.bytesIn > opts.maxBodyBytes) throw (state.failure = new BodyFailure(tooLarge));
-          tap.requestChunk?.(value);
-          controller.enqueue(value);
-        } catch (err) {
+  return {
+    async read() {
+      waiting = true;
+      if (!stall) stall = setTimeout(onStall, opts.clientTimeoutMs);
+      else stall.refresh();
+      try {
+        const chunk = await reader.read();
+        waiting = false;
+        if (state.failure) throw state.failure;
+        if (chunk.done) {
           clearTimeout(stall);
-          // fetch giving up on the body (the upstream failed) is not the client's fault.
-          if (!state.cancelled) {
-            state.failure ??= new BodyFailure({
-              status: 400,
-              code: "client_body_error",
-              message: `reading the request body failed (${describeError(err)})`,
-            });
-          }
-          reader.cancel(err).catch(() => {});
-          controller.error(state.failure ?? err); // fails the upstream fetch
+          tap.requestEnd?.();
+          return chunk;
         }
-      },
-      cancel(reason) {
+        state.bytesIn += chunk.value.byteLength;
+        relayed(chunk.value.byteLength);
+        if (state.bytesIn > opts.maxBodyBytes) throw (state.failure = new BodyFailure(tooLarge));
+        tap.requestChunk?.(chunk.value);
+        return chunk;
+      } catch (err) {
+        waiting = false;
         clearTimeout(stall);
-        state.cancelled = true;
-        return reader.cancel(reason);
-      },
+        // The transport giving up on the body (the upstream failed) is not the client's fault.
+        if (!state.cancelled) {
+          state.failure ??= new BodyFailure({
+            status: 400,
+            code: "client_body_error",
+            message: `reading the request body failed (${describeError(err)})`,
+          });
+        }
+        reader.cancel(err).catch(() => {});
+        throw state.failure ?? err; // fails the upstream request
+      }
     },
-    { highWaterMark: 0 },
-  );
+    cancel(reason) {
+      clearTimeout(stall);
+      state.cancelled = true;
+      return reader.cancel(reason);
+    },
+  };
 }
 
 export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Promise<Response> {
@@ -176,7 +181,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
   // silent for minutes): it is off from here on; a stalled request body is timed here instead.
   tap.untimed?.();
 
-  let body: ReadableStream<Uint8Array> | Uint8Array | undefined;
+  let body: BodyReader | Uint8Array | undefined;
   if (req.body && declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     try {
       body = await stallGuard(req.bytes(), opts);

@@ -12,11 +12,18 @@
 // - nothing here times out an exchange: a reasoning model may be quiet for minutes.
 // With an HTTP(S) proxy configured, `transport.ts` uses fetch instead (Bun implements the proxy).
 import type { Socket, SocketHandler } from "bun";
+import { relayed } from "./gc-pacing";
+
+/** A request body that arrives piece by piece; read() rejects when the client's body fails. */
+export interface BodyReader {
+  read(): Promise<{ done: boolean; value?: Uint8Array }>;
+  cancel(reason?: unknown): Promise<void>;
+}
 
 export interface UpstreamRequest {
   /** Already rewritten for the upstream: key in, hop-by-hop and Host out. */
   headers: Headers;
-  body?: Uint8Array | ReadableStream<Uint8Array>;
+  body?: Uint8Array | BodyReader;
   signal: AbortSignal;
 }
 
@@ -40,7 +47,7 @@ const MAX_LINE = 8 * 1024;
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
 /** Response bytes queued for a slow client before the upstream socket stops being read. */
-const BODY_HIGH_WATER = 256 * 1024;
+const BODY_HIGH_WATER = 64 * 1024;
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
@@ -76,7 +83,7 @@ interface Exchange {
   signal: AbortSignal;
   onAbort: () => void;
   /** The request body is still being sent from this reader. */
-  reader?: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(reason?: unknown): Promise<void> };
+  reader?: BodyReader;
   requestSent: boolean;
   responded: boolean;
   /** Any response byte arrived: a failure from here on is never retried. */
@@ -142,9 +149,9 @@ class Connection {
       this.socket!.timeout(0); // pooled sockets have an idle timer; an exchange has none
       req.signal.addEventListener("abort", ex.onAbort, { once: true });
       const body = req.body;
-      if (body instanceof ReadableStream) {
+      if (body && !(body instanceof Uint8Array)) {
         const chunked = !req.headers.has("content-length");
-        ex.reader = body.getReader();
+        ex.reader = body;
         const wrote = this.write(head);
         void (wrote ? wrote.then(() => this.pump(ex, chunked)) : this.pump(ex, chunked)).catch((err) => this.fail(err, ex));
       } else {
@@ -379,6 +386,7 @@ class Connection {
     const controller = this.exchange?.controller;
     if (!controller) return;
     controller.enqueue(bytes);
+    relayed(bytes.byteLength);
     // A slow client: stop reading the upstream (TCP backpressure) until the stream is pulled.
     if ((controller.desiredSize ?? 1) <= 0) this.socket?.pause();
   }
@@ -538,7 +546,7 @@ export function requestHead(target: string, host: string, headers: Headers, body
   let head = `POST ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   if (!headers.has("content-length")) {
-    if (body instanceof ReadableStream) head += "transfer-encoding: chunked\r\n";
+    if (body && !(body instanceof Uint8Array)) head += "transfer-encoding: chunked\r\n";
     else head += `content-length: ${body?.byteLength ?? 0}\r\n`;
   }
   return Buffer.from(`${head}\r\n`, "latin1");
@@ -563,7 +571,7 @@ export function http1Client(url: URL): Send {
         // A pooled socket the upstream closed just as we reused it, before answering a byte: the
         // request was not processed; send it again on another socket, as browsers do. Only when
         // the body is still in hand (never a stream that is half consumed).
-        if ((err as { stale?: boolean }).stale && !(req.body instanceof ReadableStream)) continue;
+        if ((err as { stale?: boolean }).stale && !(req.body && !(req.body instanceof Uint8Array))) continue;
         throw err;
       }
     }

@@ -2,7 +2,7 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { http1Client, requestHead, type UpstreamResponse } from "../../src/http1";
+import { type BodyReader, http1Client, requestHead, type UpstreamResponse } from "../../src/http1";
 import { proxyConfigured } from "../../src/proxy-env";
 
 interface RawUpstream {
@@ -63,7 +63,7 @@ async function rawUpstream(answer: (sock: net.Socket, n: number) => void): Promi
 }
 
 const JSON_BODY = new TextEncoder().encode('{"model":"m"}');
-const post = (send: ReturnType<typeof http1Client>, body: Uint8Array | ReadableStream<Uint8Array> | undefined = JSON_BODY, signal = new AbortController().signal) =>
+const post = (send: ReturnType<typeof http1Client>, body: Uint8Array | BodyReader | undefined = JSON_BODY, signal = new AbortController().signal) =>
   send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal });
 
 async function text(res: UpstreamResponse): Promise<string> {
@@ -75,7 +75,7 @@ test("request head: target with query, Host from the URL, headers as given, fram
   const head = requestHead("/v1/responses?x=1", "api.example:8443", new Headers({ authorization: "Bearer K", "content-length": "3" }), new Uint8Array(3)).toString("latin1");
   expect(head).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\nauthorization: Bearer K\r\ncontent-length: 3\r\n\r\n");
   expect(requestHead("/", "h", new Headers(), undefined).toString()).toContain("content-length: 0\r\n\r\n");
-  expect(requestHead("/", "h", new Headers(), new ReadableStream()).toString()).toContain("transfer-encoding: chunked\r\n\r\n");
+  expect(requestHead("/", "h", new Headers(), new ReadableStream().getReader()).toString()).toContain("transfer-encoding: chunked\r\n\r\n");
   // A header value the client sent as latin1 bytes goes out as the same bytes.
   expect([...requestHead("/", "h", new Headers({ "x-l": "caf\u00e9" }), undefined)]).toContain(0xe9);
 });
@@ -207,7 +207,7 @@ test("a streamed body without length goes chunked and arrives byte-exact", async
       c.enqueue(new TextEncoder().encode(p));
     },
   });
-  const res = await post(http1Client(up.url), body);
+  const res = await post(http1Client(up.url), body.getReader());
   expect(res.status).toBe(200);
   expect(up.heads[0]!.head.toLowerCase()).toContain("transfer-encoding: chunked");
   expect(up.heads[0]!.body.toString()).toBe("6\r\nalpha-\r\n5\r\nbeta-\r\n5\r\ngamma\r\n0\r\n\r\n");
