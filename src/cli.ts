@@ -65,8 +65,8 @@ Usage: responses-api-proxy [options]
   --quiet                   no per-request log lines on stderr
   --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
   --max-concurrent <N>      most exchanges forwarded at once, 1-65535; more get 503
-                            (default ${DEFAULTS.maxConcurrent}; above 256 the binary re-executes itself once at
-                            start-up to raise Bun's own fetch limit to match)
+                            (default ${DEFAULTS.maxConcurrent}; behind an HTTP(S) proxy, above 256 the binary
+                            re-executes itself once at start-up to raise Bun's own fetch limit to match)
   --max-header-bytes <N>    largest request head (request line and headers), 1024-${MAX_HEADER_CEILING};
                             larger gets 431 (default ${DEFAULTS.maxHeaderBytes})
   --client-timeout <S>      seconds a client may stay silent while sending its request body, and an

@@ -1,7 +1,8 @@
 // Only with an HTTP(S) proxy configured does the upstream go through Bun's fetch (transport.ts);
 // the proxy's own HTTP/1.1 client has no such cap. Bun's fetch runs at most 256 requests at once
-// unless BUN_CONFIG_MAX_HTTP_REQUESTS says otherwise, and it reads that variable only when the runtime starts (measured with 1.4.5:
-// setting it later through process.env or setenv(3) changes nothing). Past that cap a new
+// unless BUN_CONFIG_MAX_HTTP_REQUESTS says otherwise, and it reads that variable only when the
+// runtime starts (measured with 1.4.5: setting it later through process.env or setenv(3) changes
+// nothing). Past that cap a new
 // exchange would silently wait for an old stream to end. So when --max-concurrent asks for more
 // than 256, the compiled binary's very first act is to re-execute itself with the variable set
 // to match. This runs before hardening on purpose: exec resets PR_SET_DUMPABLE and mlockall, and

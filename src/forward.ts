@@ -69,6 +69,11 @@ function stallFailure(opts: ForwardOptions): BodyFailure {
   });
 }
 
+/** The 400 for a request body that failed while it was read (not a stall, not the limit). */
+function clientBodyError(err: unknown): ProxyFailure {
+  return { status: 400, code: "client_body_error", message: `reading the request body failed (${describeError(err)})` };
+}
+
 /** Rejects with a 408 BodyFailure if `work` takes longer than the client timeout. */
 async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T> {
   let timer: Timer | undefined;
@@ -129,13 +134,7 @@ function streamedBody(
         waiting = false;
         clearTimeout(stall);
         // The transport giving up on the body (the upstream failed) is not the client's fault.
-        if (!state.cancelled) {
-          state.failure ??= new BodyFailure({
-            status: 400,
-            code: "client_body_error",
-            message: `reading the request body failed (${describeError(err)})`,
-          });
-        }
+        if (!state.cancelled) state.failure ??= new BodyFailure(clientBodyError(err));
         reader.cancel(err).catch(() => {});
         throw state.failure ?? err; // fails the upstream request
       }
@@ -188,7 +187,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     } catch (err) {
       if (err instanceof BodyFailure) return fail(err.failure);
       if (req.signal.aborted) return clientGone();
-      return fail({ status: 400, code: "client_body_error", message: `reading the request body failed (${describeError(err)})` });
+      return fail(clientBodyError(err));
     }
     state.bytesIn = body.byteLength;
     tap.requestChunk?.(body);

@@ -39,6 +39,11 @@ export interface UpstreamResponse {
 
 export type Send = (req: UpstreamRequest) => Promise<UpstreamResponse>;
 
+/** A body still arriving from the client (not bytes in hand). */
+export function isStreamed(body: UpstreamRequest["body"]): body is BodyReader {
+  return body !== undefined && !(body instanceof Uint8Array);
+}
+
 /** An upstream that answers with a head larger than this is broken (or hostile). */
 const MAX_RESPONSE_HEAD = 1 << 20;
 /** A chunk-size or trailer line longer than this is malformed. */
@@ -60,6 +65,8 @@ export class UpstreamError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** A reused socket closed before any answer byte: the request was not processed. */
+    readonly stale = false,
   ) {
     super(message);
   }
@@ -149,7 +156,7 @@ class Connection {
       this.socket!.timeout(0); // pooled sockets have an idle timer; an exchange has none
       req.signal.addEventListener("abort", ex.onAbort, { once: true });
       const body = req.body;
-      if (body && !(body instanceof Uint8Array)) {
+      if (isStreamed(body)) {
         const chunked = !req.headers.has("content-length");
         ex.reader = body;
         const wrote = this.write(head);
@@ -411,8 +418,6 @@ class Connection {
   }
 
   private release() {
-    const ex = this.exchange;
-    if (ex) ex.signal.removeEventListener("abort", ex.onAbort);
     this.exchange = undefined;
     if (!this.keepAlive || this.closed) return this.destroy();
     this.socket!.resume();
@@ -443,19 +448,14 @@ class Connection {
     if (ex && this.phase === Phase.UntilClose) {
       this.phase = Phase.Done; // a body without framing ends here
       ex.controller?.close();
-    }
-    if (ex && this.phase === Phase.Done) {
-      // Response whole; a request body may still be going out, which the upstream no longer wants.
-      this.exchange = undefined;
-      ex.signal.removeEventListener("abort", ex.onAbort);
-      ex.reader?.cancel().catch(() => {});
+      this.finish(ex);
     } else if (ex) {
       const code = (err as { code?: unknown } | undefined)?.code;
       const failure = new UpstreamError(
         typeof code === "string" ? code : "UPSTREAM_CLOSED",
         ex.responded ? "upstream closed the connection mid-response" : "upstream closed the connection before responding",
+        this.reused && !ex.heard,
       );
-      (failure as { stale?: boolean }).stale = this.reused && !ex.heard;
       this.fail(failure, ex);
     }
     this.destroy();
@@ -546,7 +546,7 @@ export function requestHead(target: string, host: string, headers: Headers, body
   let head = `POST ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   if (!headers.has("content-length")) {
-    if (body && !(body instanceof Uint8Array)) head += "transfer-encoding: chunked\r\n";
+    if (isStreamed(body)) head += "transfer-encoding: chunked\r\n";
     else head += `content-length: ${body?.byteLength ?? 0}\r\n`;
   }
   return Buffer.from(`${head}\r\n`, "latin1");
@@ -571,7 +571,7 @@ export function http1Client(url: URL): Send {
         // A pooled socket the upstream closed just as we reused it, before answering a byte: the
         // request was not processed; send it again on another socket, as browsers do. Only when
         // the body is still in hand (never a stream that is half consumed).
-        if ((err as { stale?: boolean }).stale && !(req.body && !(req.body instanceof Uint8Array))) continue;
+        if (err instanceof UpstreamError && err.stale && !isStreamed(req.body)) continue;
         throw err;
       }
     }

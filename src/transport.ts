@@ -1,6 +1,6 @@
 // Which client carries requests upstream: the HTTP/1.1 client of http1.ts, or Bun's fetch when an
 // HTTP(S) proxy is configured (fetch implements CONNECT, NO_PROXY and proxy credentials).
-import { type BodyReader, http1Client, type Send } from "./http1";
+import { type BodyReader, http1Client, isStreamed, type Send } from "./http1";
 import { proxyConfigured } from "./proxy-env";
 
 /** fetch wants a stream: pulled one piece at a time, so nothing queues in between. */
@@ -27,7 +27,7 @@ export function fetchTransport(url: string): Send {
     fetch(url, {
       method: "POST",
       headers,
-      body: body && !(body instanceof Uint8Array) ? toStream(body) : body,
+      body: isStreamed(body) ? toStream(body) : body,
       duplex: "half",
       signal,
       redirect: "manual", // a 3xx goes back to the client: the key goes nowhere but the upstream
