@@ -54,7 +54,8 @@ class BodyRecorder {
     if (this.truncated) return;
     const room = DUMP_BODY_LIMIT - this.size;
     if (chunk.byteLength > room) this.truncated = true;
-    const part = chunk.slice(0, room); // a copy: the stream may reuse its buffer
+    // A copy (a Buffer's slice() would be a view): the proxy frees a relayed chunk once written.
+    const part = new Uint8Array(chunk.subarray(0, room));
     this.chunks.push(part);
     this.size += part.byteLength;
   }

@@ -1,7 +1,6 @@
 // Forwarding one allowed exchange: the client's body goes upstream, the upstream's response
 // streams back chunk by chunk as it arrives. Large bodies are never buffered whole.
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
-import { relayed } from "./gc-pacing";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
 import type { BodyReader, Send, UpstreamResponse } from "./http1";
 
@@ -126,7 +125,6 @@ function streamedBody(
           return chunk;
         }
         state.bytesIn += chunk.value.byteLength;
-        relayed(chunk.value.byteLength);
         if (state.bytesIn > opts.maxBodyBytes) throw (state.failure = new BodyFailure(tooLarge));
         tap.requestChunk?.(chunk.value);
         return chunk;
@@ -241,43 +239,53 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     return new Response(null, headers);
   }
   let bytesOut = 0;
-  const reader = source.getReader();
   const finish = (outcome: Outcome) => end(upstream.status, bytesOut, outcome);
-  // A direct stream writes each chunk to the client's socket as it arrives (no queue in between);
-  // awaiting write() is the backpressure that keeps a fast upstream from filling our memory.
+  // A direct stream: each chunk is written to the client's socket from the upstream socket's own
+  // callback (no queue in between). A write the client's socket cannot take at once returns a
+  // promise: the upstream is not read until it settles (backpressure, bounded memory).
   const out = new ReadableStream<Uint8Array>({
     type: "direct",
-    async pull(controller) {
-      for (;;) {
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          chunk = await reader.read();
-        } catch (err) {
-          // Upstream failed mid-response (or the client left): end the client's stream with an
-          // error so it sees a cut connection at once, never a hang or a clean-looking end.
-          finish(req.signal.aborted ? "client_closed" : "upstream_error");
-          controller.close(err instanceof Error ? err : new Error("upstream failed"));
-          return;
-        }
-        if (chunk.done) break;
-        if (chunk.value.byteLength === 0) continue; // nothing to send, and write() would return 0
-        bytesOut += chunk.value.byteLength;
-        tap.responseChunk?.(chunk.value);
-        const written = controller.write(chunk.value);
-        controller.flush(); // each server-sent event goes out now, not batched
-        if ((typeof written === "number" ? written : await written) === 0) {
-          // The client has gone: stop paying for tokens nobody will read.
+    pull(controller) {
+      return new Promise<void>((done) => {
+        // The client has gone: stop paying for tokens nobody will read.
+        const gone = () => {
           finish("client_closed");
-          await reader.cancel().catch(() => {});
-          return;
-        }
-      }
-      finish("complete");
-      controller.close();
+          source.cancel();
+          done();
+        };
+        source.pipe({
+          write(chunk) {
+            if (chunk.byteLength === 0) return undefined; // write() would return 0: not a hang-up
+            bytesOut += chunk.byteLength;
+            tap.responseChunk?.(chunk);
+            let written: number | Promise<number>;
+            try {
+              written = controller.write(chunk);
+              controller.flush(); // each server-sent event goes out now, not batched
+            } catch {
+              return void gone();
+            }
+            if (typeof written === "number") return written === 0 ? void gone() : undefined;
+            return written.then((n) => n === 0 && gone(), gone);
+          },
+          end(err) {
+            if (err === undefined) {
+              finish("complete");
+              controller.close();
+            } else {
+              // Upstream failed mid-response (or the client left): end the client's stream with an
+              // error so it sees a cut connection at once, never a hang or a clean-looking end.
+              finish(req.signal.aborted ? "client_closed" : "upstream_error");
+              controller.close(err instanceof Error ? err : new Error("upstream failed"));
+            }
+            done();
+          },
+        });
+      });
     },
-    cancel(reason) {
+    cancel() {
       finish("client_closed");
-      return reader.cancel(reason).catch(() => {});
+      source.cancel();
     },
   });
   return new Response(out, headers);

@@ -1,6 +1,7 @@
 // Which client carries requests upstream: the HTTP/1.1 client of http1.ts, or Bun's fetch when an
 // HTTP(S) proxy is configured (fetch implements CONNECT, NO_PROXY and proxy credentials).
-import { type BodyReader, http1Client, isStreamed, type Send } from "./http1";
+import { type BodyReader, http1Client, isStreamed, type Send, type UpstreamBody } from "./http1";
+import { relayed } from "./chunk-memory";
 import { proxyConfigured } from "./proxy-env";
 
 /** fetch wants a stream: pulled one piece at a time, so nothing queues in between. */
@@ -11,7 +12,10 @@ function toStream(body: BodyReader): ReadableStream<Uint8Array> {
         try {
           const { done, value } = await body.read();
           if (done || !value) controller.close();
-          else controller.enqueue(value);
+          else {
+            relayed(value.byteLength); // fetch owns it now: the collector reclaims it
+            controller.enqueue(value);
+          }
         } catch (err) {
           controller.error(err); // fails the upstream fetch
         }
@@ -22,9 +26,37 @@ function toStream(body: BodyReader): ReadableStream<Uint8Array> {
   );
 }
 
+/** fetch's body stream as an UpstreamBody: read one chunk at a time, each written before the next. */
+function fromStream(stream: ReadableStream<Uint8Array>): UpstreamBody {
+  const reader = stream.getReader();
+  let cancelled = false;
+  return {
+    async pipe(sink) {
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (cancelled) return; // like http1: after cancel() the sink hears nothing
+          if (done) break;
+          relayed(value.byteLength);
+          const slow = sink.write(value);
+          if (slow) await slow;
+        }
+      } catch (err) {
+        if (!cancelled) sink.end(err);
+        return;
+      }
+      sink.end();
+    },
+    cancel() {
+      cancelled = true;
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
 export function fetchTransport(url: string): Send {
-  return ({ headers, body, signal }) =>
-    fetch(url, {
+  return async ({ headers, body, signal }) => {
+    const res = await fetch(url, {
       method: "POST",
       headers,
       body: isStreamed(body) ? toStream(body) : body,
@@ -34,6 +66,9 @@ export function fetchTransport(url: string): Send {
       decompress: false, // compressed bodies pass through as bytes with Content-Encoding intact
       timeout: false, // Bun's own fetch idle timeout would cut a quiet reasoning stream
     } as RequestInit);
+    const { status, statusText, headers: answer, body: stream } = res;
+    return { status, statusText, headers: answer, body: stream && fromStream(stream) };
+  };
 }
 
 export function upstreamTransport(url: URL, env: Record<string, string | undefined> = process.env): Send {

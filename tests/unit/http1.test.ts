@@ -2,7 +2,7 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { type BodyReader, http1Client, requestHead, type UpstreamResponse } from "../../src/http1";
+import { type BodyReader, http1Client, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/http1";
 import { proxyConfigured } from "../../src/proxy-env";
 
 interface RawUpstream {
@@ -66,9 +66,23 @@ const JSON_BODY = new TextEncoder().encode('{"model":"m"}');
 const post = (send: ReturnType<typeof http1Client>, body: Uint8Array | BodyReader | undefined = JSON_BODY, signal = new AbortController().signal) =>
   send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal });
 
+/** Everything the body's sink receives; rejects when the body ends with an error. */
+function collect(body: UpstreamBody, write: (chunk: Uint8Array) => Promise<unknown> | undefined = () => undefined): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  return new Promise((resolve, reject) =>
+    body.pipe({
+      write(chunk) {
+        chunks.push(new Uint8Array(chunk)); // a copy: the chunk is freed once write returns
+        return write(chunk);
+      },
+      end: (err) => (err === undefined ? resolve(Buffer.concat(chunks)) : reject(err)),
+    }),
+  );
+}
+
 async function text(res: UpstreamResponse): Promise<string> {
   if (res.whole) return new TextDecoder().decode(res.whole);
-  return res.body ? await new Response(res.body).text() : "";
+  return res.body ? (await collect(res.body)).toString() : "";
 }
 
 test("request head: target with query, Host from the URL, headers as given, framing added only when missing", () => {
@@ -240,16 +254,64 @@ test("a slow reader: the upstream socket is paused, memory stays bounded, every 
     pump();
   });
   const res = await post(http1Client(up.url));
-  const reader = res.body!.getReader();
   let got = 0;
-  // Read 1 MiB, then stall: the upstream cannot have pushed all 64 MiB into us.
-  while (got < 1024 * 1024) got += (await reader.read()).value!.byteLength;
-  await Bun.sleep(300);
-  expect(written).toBeLessThan(total / 2);
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    got += value.byteLength;
-  }
-  expect(got).toBe(total);
+  let writtenWhileStalled = -1;
+  // Take 1 MiB, then stall for 300 ms: the upstream cannot have pushed all 64 MiB into us.
+  const all = await collect(res.body!, (chunk) => {
+    got += chunk.byteLength;
+    if (got < 1024 * 1024 || writtenWhileStalled >= 0) return undefined;
+    return Bun.sleep(300).then(() => void (writtenWhileStalled = written));
+  });
+  expect(writtenWhileStalled).toBeGreaterThan(0);
+  expect(writtenWhileStalled).toBeLessThan(total / 2);
+  expect(all.byteLength).toBe(total);
+});
+
+test("body bytes that arrive before the sink is attached wait for it, in order, then the rest flows", async () => {
+  const up = await rawUpstream((s) => {
+    s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n");
+    setTimeout(() => s.write("3\r\ntwo\r\n"), 20);
+    setTimeout(() => s.write("5\r\nthree\r\n0\r\n\r\n"), 150);
+  });
+  const res = await post(http1Client(up.url));
+  await Bun.sleep(80); // "one" and "two" have arrived and wait
+  expect((await collect(res.body!)).toString()).toBe("onetwothree");
+});
+
+test("a body that ends (or fails) before the sink is attached still reports its end", async () => {
+  const up = await rawUpstream((s, n) => {
+    if (n === 0) s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    else {
+      s.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ncut");
+      setTimeout(() => s.destroy(), 10);
+    }
+  });
+  const send = http1Client(up.url);
+  const whole = await post(send);
+  const cut = await post(send);
+  await Bun.sleep(60);
+  expect((await collect(whole.body!)).toString()).toBe("ok");
+  await expect(collect(cut.body!)).rejects.toMatchObject({ message: expect.stringContaining("mid-response") });
+});
+
+test("cancel: the sink hears nothing more and the upstream sees its socket closed", async () => {
+  let closed = false;
+  const up = await rawUpstream((s) => {
+    s.on("close", () => (closed = true));
+    s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n");
+    setTimeout(() => s.writable && s.write("6\r\nsecond\r\n"), 100);
+  });
+  const res = await post(http1Client(up.url));
+  const heard: string[] = [];
+  res.body!.pipe({
+    write(chunk) {
+      heard.push(Buffer.from(chunk).toString());
+      res.body!.cancel();
+      return undefined;
+    },
+    end: (err) => heard.push(`end ${err}`),
+  });
+  await Bun.sleep(200);
+  expect(heard).toEqual(["first"]);
+  expect(closed).toBe(true);
 });

@@ -1,0 +1,29 @@
+// The memory of relayed body chunks. Bun hands the proxy a fresh buffer for every socket read;
+// left to the collector, a 1 GiB transfer peaked at 80-93 MiB RSS (idle: 41 MiB).
+//
+// `release` gives a spent chunk's memory back at once: detaching its ArrayBuffer frees the bytes
+// without a collection. Measured on 512 MiB each way (issue 6): 52-56 MiB peak, and ~40% less
+// proxy CPU than the full collection every 2 MiB it replaces. Chunks that cannot be released
+// (a view into a larger buffer, or bytes handed to fetch) are `relayed`: a full collection after
+// every 2 MiB of those.
+const EVERY_BYTES = 2 * 1024 * 1024;
+let sinceLast = 0;
+
+/** Bytes relayed that the collector must reclaim. */
+export function relayed(bytes: number): void {
+  sinceLast += bytes;
+  if (sinceLast < EVERY_BYTES) return;
+  sinceLast = 0;
+  Bun.gc(true);
+}
+
+/**
+ * Frees `chunk` now. Call it only when nothing will read the chunk again: it was written to a
+ * socket (or copied) in full, and no one kept a reference. A chunk that is not the whole of its
+ * buffer (it may share it with others) is left to the collector instead.
+ */
+export function release(chunk: Uint8Array): void {
+  const { buffer } = chunk;
+  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength) buffer.transfer(0);
+  else relayed(chunk.byteLength);
+}
