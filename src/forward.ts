@@ -240,6 +240,11 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
   }
   let bytesOut = 0;
   const finish = (outcome: Outcome) => end(upstream.status, bytesOut, outcome);
+  // The client has gone: stop paying for tokens nobody will read.
+  const drop = () => {
+    finish("client_closed");
+    source.cancel();
+  };
   // A direct stream: each chunk is written to the client's socket from the upstream socket's own
   // callback (no queue in between). A write the client's socket cannot take at once returns a
   // promise: the upstream is not read until it settles (backpressure, bounded memory).
@@ -247,10 +252,8 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     type: "direct",
     pull(controller) {
       return new Promise<void>((done) => {
-        // The client has gone: stop paying for tokens nobody will read.
         const gone = () => {
-          finish("client_closed");
-          source.cancel();
+          drop();
           done();
         };
         source.pipe({
@@ -283,10 +286,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
         });
       });
     },
-    cancel() {
-      finish("client_closed");
-      source.cancel();
-    },
+    cancel: drop,
   });
   return new Response(out, headers);
 }

@@ -452,15 +452,12 @@ class Connection {
     else ex.ended = { err };
   }
 
+  /** The client is gone: the sink is detached first, so the failure reaches nobody. */
   private cancel(ex: Exchange) {
     ex.cancelled = true;
     ex.sink = undefined;
     ex.early = undefined;
-    if (this.exchange !== ex) return;
-    this.exchange = undefined;
-    ex.signal.removeEventListener("abort", ex.onAbort);
-    ex.reader?.cancel().catch(() => {});
-    this.destroy();
+    this.fail(new UpstreamError("CANCELLED", "the client went away"), ex);
   }
 
   private complete(extra: boolean) {
