@@ -3,7 +3,8 @@
 // Measures, in one run and on loopback only: direct (the client talks to the fake upstream
 // itself: the limit), this proxy, and optionally a second proxy given as a command prefix that
 // takes the same flags and reads the key on stdin (for the original Rust proxy:
-// --peer "codex responses-api-proxy", from the @openai/codex npm package). Targets take turns
+// --peer "codex responses-api-proxy", from the @openai/codex npm package; for the floor that no
+// Bun proxy beats on this machine: --peer "bun scripts/floor-proxy.ts"). Targets take turns
 // within each figure, so drift hits them alike; the table gives each figure and its ratios.
 // Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1 and 2.
 import { randomBytes } from "node:crypto";

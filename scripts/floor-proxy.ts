@@ -1,0 +1,125 @@
+// `bun scripts/floor-proxy.ts [--port N] [--server-info FILE] --upstream-url URL` (key on stdin)
+//
+// The floor: the least work that still makes an authenticating proxy on Bun, for the benchmark
+// (`npm run bench -- --peer "bun scripts/floor-proxy.ts"`). It is NOT the product and must never
+// hold a real key: no gate, no browser refusal, no limits, no timeouts, no hardening, no JSON
+// errors. Raw sockets on both sides (Bun.listen, Bun.connect), one upstream connection per client
+// connection, each request head rewritten (Host and Authorization), Content-Length bodies only,
+// and the response bytes relayed untouched (no parsing at all). Whatever this reaches on a
+// machine, no Bun proxy that checks anything will beat: the product's distance from it is what its
+// own code costs.
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import type { Socket } from "bun";
+
+const { values } = parseArgs({ options: { port: { type: "string" }, "server-info": { type: "string" }, "upstream-url": { type: "string" } }, strict: false });
+const upstream = new URL(String(values["upstream-url"]));
+const key = (await new Response(Bun.stdin.stream()).text()).split("\n")[0]!.trim();
+const prefix = `host: ${upstream.host}\r\nauthorization: Bearer ${key}\r\n`;
+
+/** Writes `bytes` to `to`; what the socket cannot take now waits, and `from` pauses until it drains. */
+interface Pipe {
+  to?: Socket<any>;
+  from?: Socket<any>;
+  backlog?: Uint8Array;
+}
+function send(pipe: Pipe, bytes: Uint8Array) {
+  if (pipe.backlog) {
+    pipe.backlog = Buffer.concat([pipe.backlog, bytes]);
+    return;
+  }
+  const n = pipe.to!.write(bytes);
+  if (n < bytes.byteLength) {
+    pipe.backlog = bytes.subarray(Math.max(n, 0));
+    pipe.from?.pause();
+  }
+}
+function drain(pipe: Pipe) {
+  if (!pipe.backlog) return;
+  const n = pipe.to!.write(pipe.backlog);
+  if (n < pipe.backlog.byteLength) pipe.backlog = pipe.backlog.subarray(Math.max(n, 0));
+  else {
+    pipe.backlog = undefined;
+    pipe.from?.resume();
+  }
+}
+
+interface Client {
+  up: Pipe; // client -> upstream
+  down: Pipe; // upstream -> client
+  head?: Buffer; // a partial request head
+  body: number; // request body bytes still to relay as they are
+  early: Uint8Array[]; // what the client sent before the upstream connection was up
+}
+
+function onClientData(c: Client, chunk: Buffer) {
+  let buf: Buffer = c.head ? Buffer.concat([c.head, chunk]) : chunk;
+  c.head = undefined;
+  let i = 0;
+  while (i < buf.byteLength) {
+    if (c.body > 0) {
+      const n = Math.min(c.body, buf.byteLength - i);
+      forward(c, i === 0 && n === buf.byteLength ? buf : buf.subarray(i, i + n));
+      c.body -= n;
+      i += n;
+      continue;
+    }
+    const end = buf.indexOf("\r\n\r\n", i, "latin1");
+    if (end < 0) {
+      c.head = buf.subarray(i);
+      return;
+    }
+    const lines = buf.toString("latin1", i, end).split("\r\n");
+    let head = `${lines[0]}\r\n${prefix}`;
+    for (let k = 1; k < lines.length; k++) {
+      const line = lines[k]!;
+      const name = line.slice(0, line.indexOf(":")).toLowerCase();
+      if (name === "host" || name === "authorization") continue;
+      if (name === "content-length") c.body = Number(line.slice(line.indexOf(":") + 1));
+      head += `${line}\r\n`;
+    }
+    forward(c, Buffer.from(`${head}\r\n`, "latin1"));
+    i = end + 4;
+  }
+}
+
+function forward(c: Client, bytes: Uint8Array) {
+  if (c.up.to) send(c.up, bytes);
+  else c.early.push(bytes);
+}
+
+const server = Bun.listen<{ client?: Client }>({
+  hostname: "127.0.0.1",
+  port: Number(values.port ?? 0),
+  socket: {
+    open(socket) {
+      const client: Client = { up: {}, down: { to: socket }, body: 0, early: [] };
+      socket.data = { client };
+      client.up.from = socket;
+      Bun.connect<Pipe>({
+        hostname: upstream.hostname,
+        port: Number(upstream.port) || 80,
+        data: client.down,
+        socket: {
+          open(up) {
+            client.up.to = up;
+            client.down.from = up;
+            for (const bytes of client.early) send(client.up, bytes);
+            client.early = [];
+          },
+          data: (_up, chunk) => send(client.down, chunk),
+          drain: () => drain(client.up),
+          close: () => void socket.end(),
+          error: () => void socket.end(),
+        },
+      }).catch(() => void socket.end());
+    },
+    data: (socket, chunk) => onClientData(socket.data.client!, chunk),
+    drain: (socket) => drain(socket.data.client!.down),
+    close: (socket) => void socket.data.client!.up.to?.end(),
+    error: (socket) => void socket.data.client!.up.to?.end(),
+  },
+});
+
+if (values["server-info"]) writeFileSync(String(values["server-info"]), `${JSON.stringify({ port: server.port, pid: process.pid })}\n`);
+process.stderr.write(`floor proxy listening on 127.0.0.1:${server.port}\n`);
