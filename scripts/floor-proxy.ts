@@ -17,12 +17,14 @@ const upstream = new URL(String(values["upstream-url"]));
 const key = (await new Response(Bun.stdin.stream()).text()).split("\n")[0]!.trim();
 const prefix = `host: ${upstream.host}\r\nauthorization: Bearer ${key}\r\n`;
 
-/** Writes `bytes` to `to`; what the socket cannot take now waits, and `from` pauses until it drains. */
+/** One direction of a connection pair. */
 interface Pipe {
   to?: Socket<any>;
   from?: Socket<any>;
   backlog?: Uint8Array;
 }
+
+/** Writes `bytes` to `to`; what the socket cannot take now waits, and `from` pauses until it drains. */
 function send(pipe: Pipe, bytes: Uint8Array) {
   if (pipe.backlog) {
     pipe.backlog = Buffer.concat([pipe.backlog, bytes]);
@@ -96,10 +98,9 @@ const server = Bun.listen<{ client?: Client }>({
       const client: Client = { up: {}, down: { to: socket }, body: 0, early: [] };
       socket.data = { client };
       client.up.from = socket;
-      Bun.connect<Pipe>({
+      Bun.connect({
         hostname: upstream.hostname,
         port: Number(upstream.port) || 80,
-        data: client.down,
         socket: {
           open(up) {
             client.up.to = up;
