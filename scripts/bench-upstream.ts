@@ -1,6 +1,7 @@
 // The benchmark's fake Responses upstream, run as its own process (so its CPU use can be shown
 // not to be the bottleneck). The `x-bench` request header picks the behaviour; the proxy
-// forwards it like any other header. Prints its port on stdout. Loopback only.
+// forwards it like any other header. Prints its port on stdout. Loopback only; https when
+// BENCH_TLS_CERT and BENCH_TLS_KEY name a certificate and its key.
 //
 //   small        ~1 KB JSON answer
 //   sse          `x-events` events, `x-gap-ms` apart, each stamped with the monotonic send time (ns)
@@ -20,9 +21,13 @@ const SMALL = JSON.stringify({
 const CHUNK = new Uint8Array(1 << 20).fill(0x61);
 const encoder = new TextEncoder();
 
+const { BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key } = process.env;
+
 const server = Bun.serve({
   hostname: "127.0.0.1",
   port: 0,
+  // https with this certificate when the benchmark asks for it (figure 7)
+  tls: cert && key ? { cert: Bun.file(cert), key: Bun.file(key) } : undefined,
   idleTimeout: 0,
   maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   async fetch(req) {

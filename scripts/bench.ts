@@ -50,22 +50,29 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function startUpstream() {
+/** The fake upstream, plain http; with `tls`, https with that certificate (figure 7). */
+async function startUpstream(tls?: { cert: string; key: string }) {
   const proc = Bun.spawn([process.execPath, join(import.meta.dir, "bench-upstream.ts")], {
     stdout: "pipe",
     stderr: "inherit",
-    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "4096" },
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "4096", ...(tls && { BENCH_TLS_CERT: tls.cert, BENCH_TLS_KEY: tls.key }) },
   });
   const reader = proc.stdout.getReader();
   const { value } = await reader.read();
   const port = Number(new TextDecoder().decode(value).trim());
-  return { pid: proc.pid, url: `http://127.0.0.1:${port}/v1/responses`, base: `http://127.0.0.1:${port}`, stop: () => proc.kill() };
+  const base = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+  return { pid: proc.pid, url: `${base}/v1/responses`, base, stop: () => proc.kill() };
 }
 
 type Kind = Target["name"];
 let infoSeq = 0;
 
-async function startTarget(kind: Kind, upstream: { url: string; base: string }, extra: string[] = []): Promise<Target> {
+async function startTarget(
+  kind: Kind,
+  upstream: { url: string; base: string },
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Target> {
   if (kind === "direct") return { name: kind, base: upstream.base, stop: async () => {} };
   const info = join(WORK, `info-${++infoSeq}.json`);
   const prefix = kind === "proxy" ? [opts.bin!] : opts.peer!.split(/\s+/).filter(Boolean);
@@ -76,7 +83,7 @@ async function startTarget(kind: Kind, upstream: { url: string; base: string }, 
     stdin: new Blob([`${KEY}\n`]),
     stdout: "ignore",
     stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", ...env },
   });
   const deadline = Date.now() + 15_000;
   while (!(existsSync(info) && readFileSync(info, "utf8").endsWith("\n"))) {
@@ -126,6 +133,9 @@ writeFileSync(
   wrkScript,
   `wrk.method = "POST"\nwrk.body = ${JSON.stringify(SMALL_BODY)}\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["x-bench"] = "small"\n`,
 );
+/** The same request from a client that opens a new connection for each one (curl, many scripts). */
+const wrkCloseScript = join(WORK, "post-close.lua");
+writeFileSync(wrkCloseScript, `${readFileSync(wrkScript, "utf8")}wrk.headers["Connection"] = "close"\n`);
 
 interface WrkResult {
   rps: number;
@@ -141,11 +151,11 @@ function toUs(value: string, unit: string): number {
   return Number(value) * (unit === "us" ? 1 : unit === "ms" ? 1000 : 1_000_000);
 }
 
-async function wrk(target: Target, upstreamPid: number, connections: number, seconds: number): Promise<WrkResult> {
+async function wrk(target: Target, upstreamPid: number, connections: number, seconds: number, script = wrkScript): Promise<WrkResult> {
   const cpu0 = target.pid ? cpuSeconds(target.pid) : 0;
   const up0 = cpuSeconds(upstreamPid);
   const proc = Bun.spawn(
-    ["wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", wrkScript, `${target.base}/v1/responses`],
+    ["wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${target.base}/v1/responses`],
     { stdout: "pipe", stderr: "pipe" },
   );
   const out = await new Response(proc.stdout).text();
@@ -290,6 +300,21 @@ async function longStreams(target: Target, streams: number, events: number, gapM
   return onTime.filter(Boolean).length;
 }
 
+// ---------------------------------------------------------------- figure 7: https upstream
+
+/** A self-signed certificate for 127.0.0.1 (ECDSA P-256, like OpenAI's), or undefined without openssl. */
+function certificate(): { cert: string; key: string } | undefined {
+  const cert = join(WORK, "upstream-cert.pem");
+  const key = join(WORK, "upstream-key.pem");
+  const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert];
+  args.push("-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1");
+  try {
+    return Bun.spawnSync(["openssl", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0 ? { cert, key } : undefined;
+  } catch {
+    return undefined; // no openssl on PATH
+  }
+}
+
 // ---------------------------------------------------------------- figure 6: start-up
 
 async function startupMs(kind: Kind, upstream: { url: string; base: string }, runs: number): Promise<number> {
@@ -420,6 +445,41 @@ try {
     const ms: Partial<Record<Kind, number>> = {};
     for (const k of proxies) ms[k] = await startupMs(k, upstream, runs);
     rows.push({ figure: `6 start-up (median of ${runs})`, unit: "ms", values: ms, target: "≤ 10 ms", ok: (v) => v <= 10 });
+  }
+
+  // 7: an https upstream, as in real use. A client that keeps its connection pays the proxy's TLS
+  // encryption; one that opens a connection per request (curl, many scripts) pays a TLS handshake
+  // per request direct, and only a loopback connect through the proxy, whose pool keeps the TLS
+  // connections. Direct and this proxy only (the floor speaks no TLS).
+  const tls = runs("7") ? certificate() : undefined;
+  if (runs("7") && !tls) say("figure 7 skipped: openssl is not available");
+  if (tls) {
+    say(`figure 7: https upstream, 16 connections kept alive and 16 reconnecting per request, ${rounds} x ${seconds} s per target`);
+    const tlsUpstream = await startUpstream(tls);
+    try {
+      const targets = [await startTarget("direct", tlsUpstream), await startTarget("proxy", tlsUpstream, [], { NODE_EXTRA_CA_CERTS: tls.cert })];
+      const kept: Partial<Record<Kind, WrkResult[]>> = {};
+      const fresh: Partial<Record<Kind, WrkResult[]>> = {};
+      for (let r = 0; r < rounds; r++) {
+        for (const t of targets) {
+          (kept[t.name] ??= []).push(await wrk(t, tlsUpstream.pid, 16, seconds));
+          (fresh[t.name] ??= []).push(await wrk(t, tlsUpstream.pid, 16, seconds, wrkCloseScript));
+        }
+      }
+      for (const t of targets) await t.stop();
+      // A proxy that cannot reach its upstream answers 502 fast: such a run measures nothing.
+      const errors = [...Object.values(kept), ...Object.values(fresh)].flat().reduce((n, w) => n + w!.errors, 0);
+      if (errors) throw new Error(`figure 7: ${errors} non-2xx responses (does the proxy trust the upstream's certificate?)`);
+      const pick = (from: Partial<Record<Kind, WrkResult[]>>, f: (w: WrkResult) => number | undefined) =>
+        Object.fromEntries(Object.entries(from).map(([k, ws]) => [k, median(ws!.map((w) => f(w) ?? Number.NaN))]));
+      rows.push({ figure: "7 https upstream, 16 kept-alive conns: throughput", unit: "req/s", values: pick(kept, (w) => w.rps), ratio: true });
+      rows.push({ figure: "7 … proxy CPU per request", unit: "µs", values: pick(kept, (w) => w.cpuUsPerRequest) });
+      rows.push({ figure: "7 … a new connection per request: throughput", unit: "req/s", values: pick(fresh, (w) => w.rps), ratio: true });
+      rows.push({ figure: "7 … a new connection per request: latency p50", unit: "µs", values: pick(fresh, (w) => w.p50us), ratio: true });
+      rows.push({ figure: "7 … a new connection per request: upstream CPU", unit: "% of a core", values: pick(fresh, (w) => w.upstreamCpuPct) });
+    } finally {
+      tlsUpstream.stop();
+    }
   }
 } finally {
   upstream.stop();
