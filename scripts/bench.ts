@@ -6,7 +6,8 @@
 // --peer "codex responses-api-proxy", from the @openai/codex npm package; for the floor that no
 // Bun proxy beats on this machine: --peer "bun scripts/floor-proxy.ts"). Targets take turns
 // within each figure, so drift hits them alike; the table gives each figure and its ratios.
-// Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1 and 2.
+// Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1, 2 and 7, and
+// openssl for figure 7 (an https upstream).
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
