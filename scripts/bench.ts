@@ -148,6 +148,19 @@ interface WrkResult {
   upstreamCpuPct: number;
 }
 
+/** wrk runs of each target, one per round. */
+type WrkRounds = Partial<Record<Kind, WrkResult[]>>;
+
+/** One figure per target: its median over the rounds. */
+function medianOver(rounds: WrkRounds, f: (w: WrkResult) => number | undefined): Partial<Record<Kind, number>> {
+  return Object.fromEntries(Object.entries(rounds).map(([k, ws]) => [k, median(ws!.map((w) => f(w) ?? Number.NaN))]));
+}
+
+/** Non-2xx answers over all rounds of all targets. */
+function non2xx(...all: WrkRounds[]): number {
+  return all.flatMap((rounds) => Object.values(rounds).flat()).reduce((n, w) => n + w!.errors, 0);
+}
+
 function toUs(value: string, unit: string): number {
   return Number(value) * (unit === "us" ? 1 : unit === "ms" ? 1000 : 1_000_000);
 }
@@ -303,7 +316,7 @@ async function longStreams(target: Target, streams: number, events: number, gapM
 
 // ---------------------------------------------------------------- figure 7: https upstream
 
-/** A self-signed certificate for 127.0.0.1 (ECDSA P-256, like OpenAI's), or undefined without openssl. */
+/** A self-signed ECDSA P-256 certificate for 127.0.0.1, or undefined without openssl. */
 function certificate(): { cert: string; key: string } | undefined {
   const cert = join(WORK, "upstream-cert.pem");
   const key = join(WORK, "upstream-key.pem");
@@ -347,14 +360,13 @@ try {
     if (!runs(figure)) continue;
     say(`figure ${figure}: small POSTs, ${connections} keep-alive connection(s), ${rounds} x ${seconds} s per target`);
     const targets = await Promise.all(kinds.map((k) => startTarget(k, upstream)));
-    const results: Partial<Record<Kind, WrkResult[]>> = {};
+    const results: WrkRounds = {};
     for (let r = 0; r < rounds; r++) {
       for (const t of targets) (results[t.name] ??= []).push(await wrk(t, upstream.pid, connections, seconds));
     }
     for (const t of targets) await t.stop();
-    const pick = (f: (w: WrkResult) => number | undefined) =>
-      Object.fromEntries(Object.entries(results).map(([k, ws]) => [k, median(ws!.map((w) => f(w) ?? Number.NaN))]));
-    const errors = Object.values(results).flat().reduce((n, w) => n + w!.errors, 0);
+    const pick = (f: (w: WrkResult) => number | undefined) => medianOver(results, f);
+    const errors = non2xx(results);
     if (errors) say(`  warning: ${errors} non-2xx responses`);
     if (figure === "1") {
       rows.push({ figure: "1 small POST, 16 conns: throughput", unit: "req/s", values: pick((w) => w.rps), target: "≥ 0.45 × direct", ok: (v, d) => v >= 0.45 * d!, ratio: true });
@@ -459,8 +471,8 @@ try {
     const tlsUpstream = await startUpstream(tls);
     try {
       const targets = [await startTarget("direct", tlsUpstream), await startTarget("proxy", tlsUpstream, [], { NODE_EXTRA_CA_CERTS: tls.cert })];
-      const kept: Partial<Record<Kind, WrkResult[]>> = {};
-      const fresh: Partial<Record<Kind, WrkResult[]>> = {};
+      const kept: WrkRounds = {};
+      const fresh: WrkRounds = {};
       for (let r = 0; r < rounds; r++) {
         for (const t of targets) {
           (kept[t.name] ??= []).push(await wrk(t, tlsUpstream.pid, 16, seconds));
@@ -469,15 +481,13 @@ try {
       }
       for (const t of targets) await t.stop();
       // A proxy that cannot reach its upstream answers 502 fast: such a run measures nothing.
-      const errors = [...Object.values(kept), ...Object.values(fresh)].flat().reduce((n, w) => n + w!.errors, 0);
+      const errors = non2xx(kept, fresh);
       if (errors) throw new Error(`figure 7: ${errors} non-2xx responses (does the proxy trust the upstream's certificate?)`);
-      const pick = (from: Partial<Record<Kind, WrkResult[]>>, f: (w: WrkResult) => number | undefined) =>
-        Object.fromEntries(Object.entries(from).map(([k, ws]) => [k, median(ws!.map((w) => f(w) ?? Number.NaN))]));
-      rows.push({ figure: "7 https upstream, 16 kept-alive conns: throughput", unit: "req/s", values: pick(kept, (w) => w.rps), ratio: true });
-      rows.push({ figure: "7 … proxy CPU per request", unit: "µs", values: pick(kept, (w) => w.cpuUsPerRequest) });
-      rows.push({ figure: "7 … a new connection per request: throughput", unit: "req/s", values: pick(fresh, (w) => w.rps), ratio: true });
-      rows.push({ figure: "7 … a new connection per request: latency p50", unit: "µs", values: pick(fresh, (w) => w.p50us), ratio: true });
-      rows.push({ figure: "7 … a new connection per request: upstream CPU", unit: "% of a core", values: pick(fresh, (w) => w.upstreamCpuPct) });
+      rows.push({ figure: "7 https upstream, 16 kept-alive conns: throughput", unit: "req/s", values: medianOver(kept, (w) => w.rps), ratio: true });
+      rows.push({ figure: "7 … proxy CPU per request", unit: "µs", values: medianOver(kept, (w) => w.cpuUsPerRequest) });
+      rows.push({ figure: "7 … a new connection per request: throughput", unit: "req/s", values: medianOver(fresh, (w) => w.rps), ratio: true });
+      rows.push({ figure: "7 … a new connection per request: latency p50", unit: "µs", values: medianOver(fresh, (w) => w.p50us), ratio: true });
+      rows.push({ figure: "7 … a new connection per request: upstream CPU", unit: "% of a core", values: medianOver(fresh, (w) => w.upstreamCpuPct) });
     } finally {
       tlsUpstream.stop();
     }
