@@ -75,9 +75,10 @@ function onClientData(c: Client, chunk: Buffer) {
     let head = `${lines[0]}\r\n${prefix}`;
     for (let k = 1; k < lines.length; k++) {
       const line = lines[k]!;
-      const name = line.slice(0, line.indexOf(":")).toLowerCase();
+      const colon = line.indexOf(":");
+      const name = line.slice(0, colon).toLowerCase();
       if (name === "host" || name === "authorization") continue;
-      if (name === "content-length") c.body = Number(line.slice(line.indexOf(":") + 1));
+      if (name === "content-length") c.body = Number(line.slice(colon + 1));
       head += `${line}\r\n`;
     }
     forward(c, Buffer.from(`${head}\r\n`, "latin1"));
