@@ -24,15 +24,32 @@ export function requestTarget(url: string): string {
 }
 
 /**
- * Browsers always send Origin or Sec-Fetch-* on the requests a hostile page could make, and a DNS
- * rebinding page sends its own host name; command-line clients send none of these. Refusing them
- * keeps web pages on this host from spending the key or shutting the proxy down.
+ * What gives a browser away, checked in this order; the first found is the refusal's reason.
+ * The table behind each entry (which browser sends what, for each attack shape, and what
+ * command-line runtimes send) is in docs/browser-refusal.md. Do not loosen this without it:
+ * - `origin`: every browser sends Origin on every request whose method is not GET or HEAD (the
+ *   Fetch standard), so no page can POST here without it: form, fetch, sendBeacon alike;
+ * - `sec-fetch-site` / `sec-fetch-dest` / `sec-fetch-user`: Fetch Metadata, sent by Chromium,
+ *   Firefox and Safari (16.4+) on every request to a trustworthy origin, which 127.0.0.1 is.
+ *   `Sec-Fetch-Mode` alone is NOT a browser: Node's fetch (undici) sends `sec-fetch-mode: cors`
+ *   on every request, so the openai SDK, the Vercel AI SDK and LangChain on Node all send it;
+ * - `user-agent`: every browser's User-Agent starts with `Mozilla/`, also the ones that predate
+ *   Fetch Metadata (their `<img src=…/shutdown>` sends neither Origin nor Sec-Fetch-*); no
+ *   command-line client's default does;
+ * - `host`: a DNS-rebinding page sends its own host name, never a loopback one.
  */
-export function isBrowserRequest(headers: HeaderLookup, port: number): boolean {
-  if (headers.has("origin")) return true;
-  for (const name of headers.keys()) if (name.startsWith("sec-fetch-")) return true;
+export type BrowserSign = "origin" | "sec-fetch-site" | "sec-fetch-dest" | "sec-fetch-user" | "user-agent" | "host";
+
+const FETCH_METADATA = ["sec-fetch-site", "sec-fetch-dest", "sec-fetch-user"] as const;
+
+/** Why this request looks like it came from a browser, or undefined when it does not. */
+export function browserSign(headers: HeaderLookup, port: number): BrowserSign | undefined {
+  if (headers.has("origin")) return "origin";
+  for (const name of FETCH_METADATA) if (headers.has(name)) return name;
+  if (headers.get("user-agent")?.startsWith("Mozilla/")) return "user-agent";
   const host = headers.get("host");
-  return host === null || !isLocalHost(host, port);
+  if (host === null || !isLocalHost(host, port)) return "host";
+  return undefined;
 }
 
 const LOCAL_NAMES = ["127.0.0.1", "localhost", "[::1]"];
@@ -45,6 +62,15 @@ export function isLocalHost(host: string, port: number): boolean {
   return false;
 }
 
+/**
+ * An `Upgrade: h2c` offer (curl --http2, Java's default HttpClient on plain http) may be ignored by
+ * the server (RFC 9110 §7.8): the request is answered over HTTP/1.1, and `Upgrade` and
+ * `HTTP2-Settings` are hop-by-hop, so they never go upstream. Any other upgrade is refused.
+ */
+export function isH2cOffer(upgrade: string): boolean {
+  return upgrade.split(",").every((token) => token.trim().toLowerCase() === "h2c");
+}
+
 export function classify(
   method: string,
   target: string,
@@ -52,10 +78,11 @@ export function classify(
   port: number,
   httpShutdown: boolean,
 ): Verdict {
-  if (isBrowserRequest(headers, port)) return "forbidden";
+  if (browserSign(headers, port)) return "forbidden";
   if (method === "POST" && target === FORWARD_TARGET) {
-    // A WebSocket upgrade is never forwarded, whatever its method.
-    return headers.has("upgrade") ? "forbidden" : "forward";
+    // A WebSocket (or any other non-h2c) upgrade is never forwarded, whatever its method.
+    const upgrade = headers.get("upgrade");
+    return upgrade === null || isH2cOffer(upgrade) ? "forward" : "forbidden";
   }
   if (httpShutdown && method === "GET" && target === SHUTDOWN_TARGET) return "shutdown";
   return "forbidden";

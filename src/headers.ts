@@ -2,8 +2,9 @@
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy Keep-Alive / Proxy-Connection of
- * RFC 2616 §13.5.1 and RFC 9112 §9.6): they describe one connection, never the exchange, so
- * they are never forwarded. Every header named in `Connection` is hop-by-hop too.
+ * RFC 2616 §13.5.1 and RFC 9112 §9.6, and HTTP2-Settings, connection-specific by RFC 9113
+ * §3.2.1 even when a client forgets to name it in Connection): they describe one connection,
+ * never the exchange, so they are never forwarded. Every header named in `Connection` is too.
  */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
@@ -15,6 +16,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
+  "http2-settings",
 ]);
 
 /** Lower-case names listed in the Connection header(s). */

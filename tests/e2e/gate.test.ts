@@ -70,6 +70,45 @@ describe("refused requests never reach the upstream", () => {
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
+  test("browser signs are refused, /shutdown included: Origin, Sec-Fetch-Site/Dest/User, a Mozilla/ User-Agent, a foreign Host", async () => {
+    const signs: Array<Record<string, string>> = [
+      { Origin: "http://evil.example" },
+      { "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "empty" },
+      { "Sec-Fetch-Dest": "image" },
+      { "Sec-Fetch-User": "?1" },
+      { "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.6 Safari/605.1.15" },
+      { Host: "rebound.evil.example" },
+    ];
+    const before = up.hits();
+    for (const headers of signs) {
+      expect403(await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Type": "application/json", ...headers }, "{}")));
+      expect403(await raw(proxy.port, httpRequest("GET", "/shutdown", headers)));
+    }
+    expect(up.hits()).toBe(before);
+  });
+
+  test("Node's fetch sends sec-fetch-mode: cors alone: it is a program, and is served", async () => {
+    const before = up.hits();
+    const headers = { "Content-Type": "application/json", "sec-fetch-mode": "cors", "User-Agent": "node", "accept-language": "*" };
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", headers, "{}"));
+    expect(res.status).toBe(200);
+    expect(up.hits()).toBe(before + 1);
+  });
+
+  test("an h2c upgrade offer on POST /v1/responses is ignored: answered over HTTP/1.1, forwarded without Upgrade or HTTP2-Settings", async () => {
+    const before = up.hits();
+    const offer = { Connection: "Upgrade, HTTP2-Settings", Upgrade: "h2c", "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA", "Content-Type": "application/json" };
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", offer, "{}"));
+    expect(res.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(res.text).not.toMatch(/\r\nupgrade:/i);
+    expect(up.hits()).toBe(before + 1);
+    const seen = up.requests.at(-1)!.headers;
+    for (const name of ["upgrade", "http2-settings", "connection"]) expect(seen.has(name)).toBe(false);
+    // Any other upgrade on POST is still refused.
+    expect403(await raw(proxy.port, httpRequest("POST", "/v1/responses", { ...offer, Upgrade: "websocket" }, "{}")));
+    expect(up.hits()).toBe(before + 1);
+  });
+
   test("dot segments resolved by the listener still only reach the configured upstream", async () => {
     // Known difference (README): Bun resolves `..` before the handler, so this is forwarded —
     // to the configured upstream URL and nowhere else.

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { classify, isLocalHost, requestTarget } from "../../src/gate";
+import { browserSign, classify, isH2cOffer, isLocalHost, requestTarget } from "../../src/gate";
 
 const h = (init: Record<string, string> = {}) => new Headers({ host: "127.0.0.1:8080", ...init });
 
@@ -24,16 +24,60 @@ describe("classify", () => {
   test("refuses WebSocket upgrades", () => {
     expect(classify("GET", "/v1/responses", h({ upgrade: "websocket", connection: "Upgrade" }), 8080, true)).toBe("forbidden");
     expect(classify("POST", "/v1/responses", h({ upgrade: "websocket" }), 8080, true)).toBe("forbidden");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "h2c, websocket" }), 8080, true)).toBe("forbidden");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "" }), 8080, true)).toBe("forbidden");
+  });
+  test("ignores an h2c upgrade offer on an allowed request (curl --http2, Java's HttpClient)", () => {
+    const offer = { connection: "Upgrade, HTTP2-Settings", upgrade: "h2c", "http2-settings": "AAMAAABkAAQCAAAAAAIAAAAA" };
+    expect(classify("POST", "/v1/responses", h(offer), 8080, false)).toBe("forward");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "H2C" }), 8080, false)).toBe("forward");
+    expect(classify("GET", "/v1/responses", h(offer), 8080, true)).toBe("forbidden"); // still only POST
+    expect(classify("GET", "/shutdown", h(offer), 8080, true)).toBe("shutdown");
+    expect(isH2cOffer("h2c")).toBe(true);
+    expect(isH2cOffer("websocket")).toBe(false);
+    expect(isH2cOffer("h2c, h2")).toBe(false);
   });
   test("refuses browser requests, shutdown included", () => {
-    const browserish: Array<Record<string, string>> = [{ origin: "http://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site" },
-      { "sec-fetch-mode": "no-cors" }, { host: "evil.example" }, { host: "evil.example:8080" }, { host: "127.0.0.1:9999" }];
-    for (const extra of browserish) {
+    const browserish: Array<[Record<string, string>, string]> = [
+      [{ origin: "http://evil.example" }, "origin"],
+      [{ origin: "null" }, "origin"],
+      [{ "sec-fetch-site": "cross-site" }, "sec-fetch-site"],
+      [{ "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors" }, "sec-fetch-site"],
+      [{ "sec-fetch-dest": "image" }, "sec-fetch-dest"],
+      [{ "sec-fetch-user": "?1" }, "sec-fetch-user"],
+      // Safari before 16.4 has no Fetch Metadata: its <img src=/shutdown> is known by its User-Agent.
+      [{ "user-agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.6 Safari/605.1.15", accept: "image/webp,image/png,image/svg+xml,image/*;q=0.8" }, "user-agent"],
+      [{ host: "evil.example" }, "host"],
+      [{ host: "evil.example:8080" }, "host"],
+      [{ host: "127.0.0.1:9999" }, "host"],
+    ];
+    for (const [extra, sign] of browserish) {
+      expect(browserSign(h(extra), 8080)).toBe(sign as never);
       expect(classify("POST", "/v1/responses", h(extra), 8080, true)).toBe("forbidden");
       expect(classify("GET", "/shutdown", h(extra), 8080, true)).toBe("forbidden");
     }
     const noHost = new Headers();
+    expect(browserSign(noHost, 8080)).toBe("host");
     expect(classify("POST", "/v1/responses", noHost, 8080, true)).toBe("forbidden");
+  });
+  test("serves what command-line runtimes send, Node's lone sec-fetch-mode included", () => {
+    const programs: Array<Record<string, string>> = [
+      { "sec-fetch-mode": "cors", "user-agent": "node", accept: "*/*", "accept-language": "*" }, // Node's fetch (undici)
+      { "user-agent": "OpenAI/JS 6.49.0", "sec-fetch-mode": "cors", "x-stainless-runtime": "node" }, // openai SDK on Node
+      { "user-agent": "Bun/1.4.5" },
+      { "user-agent": "Deno/2.1.4" },
+      { "user-agent": "python-httpx/0.26.0" },
+      { "user-agent": "python-requests/2.28.1" },
+      { "user-agent": "Go-http-client/1.1" },
+      { "user-agent": "Java-http-client/17.0.15" },
+      { "user-agent": "curl/7.88.1" },
+      {},
+    ];
+    for (const extra of programs) {
+      expect(browserSign(h(extra), 8080)).toBeUndefined();
+      expect(classify("POST", "/v1/responses", h(extra), 8080, true)).toBe("forward");
+      expect(classify("GET", "/shutdown", h(extra), 8080, true)).toBe("shutdown");
+    }
   });
 });
 

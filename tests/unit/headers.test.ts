@@ -5,7 +5,7 @@ test("upstream headers: key replaces Authorization, hop-by-hop and Connection-na
   const client = new Headers([
     ["authorization", "Bearer client-own-key"], ["host", "127.0.0.1:1"], ["connection", "keep-alive, X-Drop-Me"],
     ["x-drop-me", "1"], ["keep-alive", "timeout=5"], ["proxy-connection", "keep-alive"], ["proxy-authorization", "Basic x"],
-    ["te", "trailers"], ["trailer", "x"], ["transfer-encoding", "chunked"], ["upgrade", "h2c"], ["expect", "100-continue"],
+    ["te", "trailers"], ["trailer", "x"], ["transfer-encoding", "chunked"], ["upgrade", "h2c"], ["http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"], ["expect", "100-continue"],
     ["openai-beta", "responses=v1"], ["x-codex-turn", "7"], ["content-type", "application/json"], ["content-length", "42"],
     ["accept", "text/event-stream"], ["x-multi", "a"], ["x-multi", "b"],
   ]);
