@@ -4,6 +4,7 @@ import { chmodSync, lstatSync, mkdirSync } from "node:fs";
 import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Outcome, Tap } from "./forward";
+import { requestTarget } from "./gate";
 
 /** Headers whose values are never written (SPEC "Dumps"). */
 export const SECRET_HEADERS: ReadonlySet<string> = new Set([
@@ -127,7 +128,8 @@ export class Dumper {
     let requestWritten = false;
     let status = 0;
     let headers: HeaderEntry[] = [];
-    const requestHead = { method: req.method, url: req.url, headers: redactedHeaders(req.headers) };
+    // `url` is the request target as the client sent it, as in the reference (not scheme://host/…).
+    const requestHead = { method: req.method, url: requestTarget(req.url), headers: redactedHeaders(req.headers) };
 
     const writeRequest = (complete: boolean) => {
       if (requestWritten) return;

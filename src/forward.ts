@@ -95,6 +95,7 @@ async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T>
  */
 function streamedBody(
   source: ReadableStream<Uint8Array>,
+  clientSignal: AbortSignal,
   opts: ForwardOptions,
   tap: Tap,
   state: { bytesIn: number; failure?: BodyFailure; cancelled: boolean },
@@ -121,6 +122,12 @@ function streamedBody(
         if (state.failure) throw state.failure;
         if (chunk.done) {
           clearTimeout(stall);
+          // Bun ends a chunked body's stream at its last-chunk line, before it parses the trailer
+          // section; a trailer then fails the request (400, connection closed) in the same read.
+          // Let that read finish before the upstream is told the body is complete: it must never
+          // get a whole request that the client was told failed.
+          await new Promise((settled) => setImmediate(settled));
+          if (clientSignal.aborted) throw new Error("the client's request failed after its body");
           tap.requestEnd?.();
           return chunk;
         }
@@ -191,7 +198,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
     tap.requestChunk?.(body);
     tap.requestEnd?.();
   } else if (req.body) {
-    body = streamedBody(req.body, opts, tap, state, tooLarge);
+    body = streamedBody(req.body, req.signal, opts, tap, state, tooLarge);
   } else {
     tap.requestEnd?.();
   }

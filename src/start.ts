@@ -106,17 +106,8 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
   const port = server.port!;
 
-  // 5. Server info, only once the listener is bound.
-  if (config.serverInfo) {
-    try {
-      writeServerInfo(config.serverInfo, port, process.pid);
-    } catch (err) {
-      fail(`cannot write server info to ${config.serverInfo} (${describeError(err)})`, 1);
-    }
-  }
-  stderrLine(`${NAME} listening on 127.0.0.1:${port}`);
-
-  // 6. Signals: stop accepting, give in-flight exchanges a short grace, exit 0.
+  // 5. Signals: stop accepting, give in-flight exchanges a short grace, exit 0. Installed before
+  // the proxy announces itself, so a SIGTERM sent the moment server-info appears is orderly.
   let stopping = false;
   const onSignal = () => {
     if (stopping) process.exit(0); // a second signal: do not wait
@@ -129,6 +120,16 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+
+  // 6. Server info, only once the listener is bound and signals are handled.
+  if (config.serverInfo) {
+    try {
+      writeServerInfo(config.serverInfo, port, process.pid);
+    } catch (err) {
+      fail(`cannot write server info to ${config.serverInfo} (${describeError(err)})`, 1);
+    }
+  }
+  stderrLine(`${NAME} listening on 127.0.0.1:${port}`);
 
   // A bug must never print a stack trace (which could quote a request) nor stop the service.
   process.on("uncaughtException", (err) => stderrLine(`${NAME}: internal error (${describeError(err)})`));

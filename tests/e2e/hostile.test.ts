@@ -328,6 +328,38 @@ describe("malformed requests: a 4xx or a close, and the next good request is ser
   });
 });
 
+test("a chunked body with a trailer (Bun's listener answers 400 after the body): the upstream never gets the body's end", async () => {
+  // A raw upstream: what counts is whether the request's last chunk ever reached it. The
+  // upstream must never get a whole request that the client was told failed.
+  // It answers the first request, so that the proxy keeps that connection and sends the next
+  // request at once (the case where the body's end could beat the client's 400).
+  let received = "";
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(sock, d) {
+        received += d.toString("latin1");
+        if (received.endsWith(SAMPLE_BODY)) {
+          received = "";
+          sock.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        }
+      },
+    },
+  });
+  onCleanup(() => listener.stop(true));
+  const proxy = await startProxy({ args: ["--upstream-url", `http://127.0.0.1:${listener.port}/v1/responses`] });
+  expect((await goodRequest(proxy)).status).toBe(200);
+  const head = "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const res = await raw(proxy.port, `${head}2\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n`, 3000);
+  expect(res.status).toBe(400);
+  await Bun.sleep(200);
+  expect(received).not.toContain("0\r\n\r\n");
+  listener.stop(true);
+  const good = await startUpstream();
+  await stillServes(await startProxy({ args: ["--upstream-url", good.url] }));
+});
+
 test("--server-info: a symlink planted at the path is replaced, the file it points to is untouched", async () => {
   const dir = mkdtempSync(join(tmpdir(), "rap-link-"));
   const victim = join(dir, "victim.txt");

@@ -1,12 +1,12 @@
 // Command line, key intake, listener, server info, shutdown and signals — against the binary.
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MESSAGES } from "../../src/api-key";
 import {
-  BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, raw, httpRequest, runProxy, startProxy, startUpstream, stopAll, waitFor,
+  BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, raw, httpRequest, runProxy, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -186,6 +186,18 @@ describe("shutdown", () => {
     const res = await fetch(`${proxy.base}/shutdown`);
     expect(res.status).toBe(403);
     expect((await goodRequest(proxy)).status).toBe(200);
+  });
+
+  test("a SIGTERM sent the moment server-info appears is an orderly exit (0), every time", async () => {
+    const up = await startUpstream();
+    const dir = mkdtempSync(join(tmpdir(), "rap-sigterm-"));
+    for (let i = 0; i < 10; i++) {
+      const info = join(dir, `info-${i}.json`);
+      const p = spawnProxy({ args: ["--upstream-url", up.url, "--server-info", info], keepStdinOpen: true });
+      await waitFor(() => existsSync(info), 10_000, "server-info");
+      p.proc.kill("SIGTERM");
+      expect(await p.exited).toBe(0);
+    }
   });
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
