@@ -5,16 +5,51 @@ export function sseEvent(type: string, data: object): string {
   return `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
 }
 
-/** The events of one streamed response whose text is `words` joined. */
-export function responseEvents(words: string[]): string[] {
-  const response = { id: "resp_demo", object: "response", status: "in_progress", model: "fake-model", output: [] };
-  return [
-    sseEvent("response.created", { sequence_number: 0, response }),
-    ...words.map((delta, i) =>
-      sseEvent("response.output_text.delta", { sequence_number: i + 1, item_id: "msg_1", output_index: 0, content_index: 0, delta }),
-    ),
-    sseEvent("response.completed", { sequence_number: words.length + 1, response: { ...response, status: "completed" } }),
+/** The final response object whose output is one assistant message saying `text`. */
+export function responseObject(text: string, status = "completed", id = "resp_demo") {
+  const done = status === "completed";
+  return {
+    id,
+    object: "response",
+    created_at: 1_764_748_800,
+    status,
+    model: "fake-model",
+    output: done ? [messageItem(text, "completed")] : [],
+    parallel_tool_calls: true,
+    tool_choice: "auto",
+    tools: [],
+    usage: done
+      ? { input_tokens: 5, input_tokens_details: { cached_tokens: 0 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 12 }
+      : null,
+  };
+}
+
+function messageItem(text: string, status: string) {
+  return { id: "msg_1", type: "message", status, role: "assistant", content: status === "completed" ? [outputText(text)] : [] };
+}
+
+const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] });
+
+/**
+ * The events of one streamed response whose text is `words` joined, in the order and shape the
+ * Responses API sends them (strict clients such as the Vercel AI SDK, LangChain and the Codex CLI
+ * parse every one).
+ */
+export function responseEvents(words: string[], id = "resp_demo"): string[] {
+  const text = words.join("");
+  const part = { item_id: "msg_1", output_index: 0, content_index: 0 };
+  const events: Array<[string, object]> = [
+    ["response.created", { response: responseObject("", "in_progress", id) }],
+    ["response.in_progress", { response: responseObject("", "in_progress", id) }],
+    ["response.output_item.added", { output_index: 0, item: messageItem("", "in_progress") }],
+    ["response.content_part.added", { ...part, part: outputText("") }],
+    ...words.map((delta): [string, object] => ["response.output_text.delta", { ...part, delta, logprobs: [] }]),
+    ["response.output_text.done", { ...part, text, logprobs: [] }],
+    ["response.content_part.done", { ...part, part: outputText(text) }],
+    ["response.output_item.done", { output_index: 0, item: messageItem(text, "completed") }],
+    ["response.completed", { response: responseObject(text, "completed", id) }],
   ];
+  return events.map(([type, data], sequence_number) => sseEvent(type, { sequence_number, ...data }));
 }
 
 export interface FakeResponses {

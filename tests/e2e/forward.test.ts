@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
 import {
-  KEY, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor,
+  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -495,4 +495,50 @@ describe("no time limit on a quiet healthy stream (default settings)", () => {
       expect(r.ms).toBeGreaterThanOrEqual(15_000);
     }
   }, 40_000);
+});
+
+describe("HTTP/1.1 pipelining", () => {
+  // Bun 1.4.5's listener closes a connection the moment a pipelined request head arrives while
+  // the response ahead of it is still pending (oven-sh/bun#38128, open), and neither request is
+  // answered. What the proxy guarantees whatever its runtime does: answers come in order, and a
+  // request that reached the upstream without its answer reaching the client is aborted upstream
+  // at once — never billed to the end and abandoned.
+  for (const gapMs of [0, 100]) {
+    const when = gapMs ? `the second ${gapMs} ms into the first's stream` : "in one write";
+    test(`two requests back to back (${when}): answers in order, no unanswered request left running upstream`, async () => {
+      const seen: Array<{ body: string; aborted: boolean }> = [];
+      const up = await startUpstream(async (req, rec) => {
+        const body = await req.text();
+        const entry = { body, aborted: false };
+        seen.push(entry);
+        req.signal.addEventListener("abort", () => (entry.aborted = true));
+        return gappedStream([`data: ${body}\n\n`, `data: end ${body}\n\n`], 300);
+      });
+      const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+      expect((await goodRequest(proxy)).status).toBe(200); // a pooled upstream connection, ready
+      seen.length = 0;
+      const one = 'POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 7\r\n\r\n"first"';
+      const two = 'POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\nConnection: close\r\n\r\n"second"';
+      const sock = net.connect(proxy.port, "127.0.0.1");
+      sock.on("error", () => {});
+      let reply = "";
+      sock.on("data", (d) => (reply += d.toString("latin1")));
+      const closed = new Promise<void>((r) => sock.on("close", () => r()));
+      await new Promise<void>((r) => sock.on("connect", () => r()));
+      if (gapMs === 0) sock.write(one + two);
+      else {
+        sock.write(one);
+        await waitFor(() => reply.includes('data: "first"'), 5000, "the first stream to start");
+        await Bun.sleep(gapMs);
+        sock.write(two);
+      }
+      await Promise.race([closed, Bun.sleep(5000)]);
+      const answered = ['"first"', '"second"'].filter((b) => reply.includes(`data: end ${b}`));
+      expect(answered).toEqual(['"first"', '"second"'].slice(0, answered.length)); // in order
+      for (const entry of seen.filter((e) => !answered.includes(e.body))) {
+        await waitFor(() => entry.aborted, 2000, `the unanswered ${entry.body} to be aborted upstream`);
+      }
+      expect((await goodRequest(proxy)).status).toBe(200);
+    });
+  }
 });

@@ -30,7 +30,9 @@ test("openai SDK: client.responses.create({ stream: true }) through the proxy", 
     types.push(event.type);
     if (event.type === "response.output_text.delta") text += event.delta;
   }
-  expect(types).toEqual(["response.created", ...words.map(() => "response.output_text.delta"), "response.completed"]);
+  expect(types.filter((t) => t === "response.output_text.delta")).toHaveLength(words.length);
+  expect(types[0]).toBe("response.created");
+  expect(types.at(-1)).toBe("response.completed");
   expect(text).toBe("Hello, proxy!");
   const seen = up.requests[0]!;
   expect(seen.headers.get("authorization")).toBe(`Bearer ${KEY}`); // the piped key, not the SDK's
