@@ -35,7 +35,7 @@ function row(name: string, headers?: Headers): string {
   return `| ${name} | ${WATCHED.map(cell).join(" | ")} |`;
 }
 
-async function runOnce(name: string, cmd: string[] | undefined, env: Record<string, string> = {}): Promise<string> {
+async function runOnce(name: string, cmd: string[] | "" | undefined, env: Record<string, string> = {}): Promise<string> {
   if (!cmd) return row(name);
   seen = [];
   const proc = Bun.spawn(cmd, { cwd: CLIENTS, stdin: "ignore", stdout: "ignore", stderr: "ignore", env: { ...process.env, ...env } });
