@@ -32,13 +32,15 @@ function hostilePage(proxy: string): string {
     const img = new Image();
     img.onload = img.onerror = () => { results.img = "done"; };
     img.src = "${proxy}/shutdown";
+    try { const ws = new WebSocket("${proxy.replace("http:", "ws:")}/v1/responses"); ws.onerror = () => { results.ws = "refused"; }; ws.onopen = () => { results.ws = "open"; }; }
+    catch (e) { results.ws = "error " + e; }
     setTimeout(() => { window.results = results; document.title = "done"; }, 1500);
   }
   attack();
 </script></body></html>`;
 }
 
-test("a hostile web page: no-cors fetch, form POST, sendBeacon and <img src=/shutdown> are all refused", async () => {
+test("a hostile web page: no-cors fetch, form POST, sendBeacon, <img src=/shutdown> and a WebSocket are all refused", async () => {
   if (!existsSync(CHROMIUM)) return console.log(`skip: ${CHROMIUM} is missing (Debian package chromium)`);
   const up = await startUpstream();
   const proxy = await startProxy({ args: ["--upstream-url", up.url, "--http-shutdown"] });
@@ -63,12 +65,15 @@ test("a hostile web page: no-cors fetch, form POST, sendBeacon and <img src=/shu
   expect(results.fetch).toBe("sent"); // the browser did send it (no-cors hides the answer)
   expect(results.beacon).toBe(true);
   expect(results.img).toBe("done");
+  expect(results.ws).toBe("refused");
 
-  // The four attempts reached the proxy and were refused: three POSTs and the shutdown GET.
-  await waitFor(() => (proxy.stderr().match(/ 403 /g) ?? []).length >= 4, 5000, "four refusals in the log");
+  // The five attempts reached the proxy and were refused: three POSTs, the shutdown GET and the
+  // WebSocket handshake.
+  await waitFor(() => (proxy.stderr().match(/ 403 /g) ?? []).length >= 5, 5000, "five refusals in the log");
   const refused = proxy.stderr().split("\n").filter((l) => l.includes(" 403 "));
   expect(refused.filter((l) => l.includes(" POST /v1/responses 403 ")).length).toBeGreaterThanOrEqual(3);
   expect(refused.some((l) => l.includes(" GET /shutdown 403 "))).toBe(true);
+  expect(refused.some((l) => l.includes(" GET /v1/responses 403 "))).toBe(true);
   expect(up.hits()).toBe(0); // nothing reached the upstream
   expect((await goodRequest(proxy)).status).toBe(200); // and the proxy is alive
 }, 60_000);
