@@ -6,18 +6,25 @@
 //   each of those keeps its own copies of the bytes that we could never wipe.
 // - The only copy that survives is the header value string built once at the end; every request
 //   shares it. The buffer is zeroed on every path (success and each error) in `finally`.
-// - Error messages never contain any byte of the input.
+// - Error messages never contain any byte of the input (a wrong shape is named, never quoted).
 import { readSync } from "node:fs";
 
 export const BUFFER_SIZE = 1024;
 const PREFIX = "Bearer ";
 
+const PIPE = "printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy";
+
 export const MESSAGES = {
-  missing: "API key must be provided via stdin (e.g. printenv OPENAI_API_KEY | responses-api-proxy)",
+  empty:
+    `standard input held no API key (it was empty): pipe the key in as the first line, e.g. ${PIPE}. ` +
+    "An empty input usually means the variable is not set where printenv ran, or the key file is empty",
+  blankFirstLine: "the first line of standard input is empty, and the key must be on the first line: remove the blank line before it",
+  assignment: `the first line of standard input looks like NAME=value (a .env or shell line); pipe the key alone, e.g. ${PIPE}`,
+  bearer: 'the first line of standard input starts with "Bearer "; pipe the key alone, without that prefix',
   invalid: "API key may only contain ASCII letters, numbers, '-' or '_'",
   tooLarge: "API key is too large to fit in the 1024-byte buffer",
-  terminal:
-    "refusing to read the API key from a terminal (typing it would echo the secret); pipe it in, e.g. printenv OPENAI_API_KEY | responses-api-proxy",
+  terminal: `refusing to read the API key from a terminal (typing it would echo the secret); pipe it in, e.g. ${PIPE}`,
+  waiting: `waiting for the API key on standard input (the first line; it keeps waiting), e.g. ${PIPE}`,
 } as const;
 
 export class ApiKeyError extends Error {}
@@ -30,7 +37,9 @@ export interface SecretSpec {
   bufferSize: number;
   prefix: string;
   isByte(b: number): boolean;
-  messages: { missing: string; invalid: string; tooLarge: string };
+  messages: { empty: string; blankFirstLine: string; invalid: string; tooLarge: string };
+  /** A clearer message for an invalid first line of a recognisable wrong shape (never quoting it). */
+  misshapen?(line: Uint8Array): string | undefined;
 }
 
 const LF = 0x0a;
@@ -44,7 +53,21 @@ export const API_KEY: SecretSpec = {
   prefix: PREFIX,
   isByte: (b) => isAlnum(b) || b === 0x2d || b === 0x5f,
   messages: MESSAGES,
+  misshapen(line) {
+    // `OPENAI_API_KEY=sk-…` (a .env line, `env` output) or `Bearer sk-…` (a header value).
+    const eq = line.indexOf(0x3d);
+    if (eq > 0 && line.subarray(0, eq).every((b) => isAlnum(b) || b === 0x5f)) return MESSAGES.assignment;
+    if (line.length > 7 && asciiLower(line.subarray(0, 7)) === "bearer ") return MESSAGES.bearer;
+    return undefined;
+  },
 };
+
+/** Lower-cased ASCII of a few bytes that are not part of the secret (a prefix to compare). */
+function asciiLower(bytes: Uint8Array): string {
+  let out = "";
+  for (const b of bytes) out += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 32 : b);
+  return out;
+}
 
 /**
  * Reads the first line of input and returns the header value "<prefix><secret>".
@@ -67,9 +90,15 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
     // Only the first line counts; then trailing CR/LF are trimmed.
     let keyEnd = newline >= 0 ? newline : end;
     while (keyEnd > prefix.length && (buf[keyEnd - 1] === CR || buf[keyEnd - 1] === LF)) keyEnd--;
-    if (keyEnd === prefix.length) throw new ApiKeyError(messages.missing);
+    if (keyEnd === prefix.length) {
+      // Bytes after a blank first line (as far as they came in the same read): the key is there.
+      const more = newline >= 0 && buf.subarray(newline + 1, end).some((b) => b !== CR && b !== LF);
+      throw new ApiKeyError(more ? messages.blankFirstLine : messages.empty);
+    }
     for (let i = prefix.length; i < keyEnd; i++) {
-      if (!spec.isByte(buf[i]!)) throw new ApiKeyError(messages.invalid);
+      if (!spec.isByte(buf[i]!)) {
+        throw new ApiKeyError(spec.misshapen?.(buf.subarray(prefix.length, keyEnd)) ?? messages.invalid);
+      }
     }
     // The one surviving copy: ASCII bytes decoded once into the shared header value.
     return new TextDecoder("latin1").decode(buf.subarray(0, keyEnd));

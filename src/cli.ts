@@ -2,6 +2,7 @@
 import mri from "mri";
 import { version } from "../package.json";
 import { DEFAULT_TOKEN_URL, type OidcConfig } from "./github-oidc";
+import type { LogFormat } from "./log";
 
 export const VERSION: string = version;
 export const DEFAULT_UPSTREAM = "https://api.openai.com/v1/responses";
@@ -13,6 +14,7 @@ export interface Config {
   upstream: URL;
   dumpDir?: string;
   quiet: boolean;
+  logFormat: LogFormat;
   maxBodyBytes: number;
   maxConcurrent: number;
   maxHeaderBytes: number;
@@ -41,7 +43,7 @@ export const DEFAULTS = {
 const OIDC_REQUIRED = ["oidc-audience", "identity-provider-id", "service-account-id", "github-oidc-request-url"];
 const OIDC_FLAGS = [...OIDC_REQUIRED, "oidc-token-url"];
 const STRING_FLAGS = [
-  "port", "server-info", "upstream-url", "dump-dir",
+  "port", "server-info", "upstream-url", "dump-dir", "log-format",
   "max-body-bytes", "max-concurrent", "max-header-bytes", "client-timeout", "upstream-timeout",
   ...OIDC_FLAGS,
 ];
@@ -62,7 +64,8 @@ Usage: responses-api-proxy [options]
   --upstream-url <URL>      absolute http(s) URL to forward to, query string kept
                             (default ${DEFAULT_UPSTREAM})
   --dump-dir <DIR>          write every exchange as JSON files into DIR (mode 0700; secrets redacted)
-  --quiet                   no per-request log lines on stderr
+  --quiet                   no log line for a successful request (refusals and failures are logged)
+  --log-format <FORMAT>     text (default) or json: one JSON object per line, for log shippers
   --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
   --max-concurrent <N>      most exchanges forwarded at once, 1-65535; more get 503
                             (default ${DEFAULTS.maxConcurrent}; behind an HTTP(S) proxy, above 256 the binary
@@ -194,6 +197,7 @@ export function parseArgs(argv: string[]): Command {
       upstream: parseUpstreamUrl(str("upstream-url") ?? DEFAULT_UPSTREAM),
       dumpDir: str("dump-dir"),
       quiet: bool("quiet"),
+      logFormat: logFormat(str("log-format")),
       maxBodyBytes: num("max-body-bytes", DEFAULTS.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER),
       maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 65535),
       maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, MAX_HEADER_CEILING),
@@ -202,6 +206,11 @@ export function parseArgs(argv: string[]): Command {
       oidc: parseOidc(str, bool("github-oidc")),
     },
   };
+}
+
+function logFormat(raw: string | undefined): LogFormat {
+  if (raw === undefined || raw === "text" || raw === "json") return raw ?? "text";
+  throw new UsageError(`--log-format must be text or json, got "${raw}"`);
 }
 
 function isLoopback(url: URL): boolean {

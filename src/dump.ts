@@ -3,7 +3,7 @@
 import { chmodSync, lstatSync, mkdirSync } from "node:fs";
 import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { Outcome, Tap } from "./forward";
+import type { ExchangeEnd, Tap } from "./forward";
 import { requestTarget } from "./gate";
 
 /** Headers whose values are never written (SPEC "Dumps"). */
@@ -150,7 +150,7 @@ export class Dumper {
         headers = redactedHeaders(h);
       },
       responseChunk: (chunk) => responseBody.add(chunk),
-      end: (finalStatus: number, _in: number, _out: number, outcome: Outcome, errorBody?: string) => {
+      end: ({ status: finalStatus, outcome, errorBody, requestId }: ExchangeEnd) => {
         writeRequest(false); // only still unwritten when the request body never completed
         this.write(dumpFileName(seq, unixMs, "response"), {
           status: status || finalStatus,
@@ -159,6 +159,7 @@ export class Dumper {
           ...(responseBody.truncated ? { body_truncated: true } : {}),
           outcome,
           complete: outcome === "complete",
+          ...(requestId ? { request_id: requestId } : {}),
         });
       },
     };

@@ -3,6 +3,7 @@
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
 import type { BodyReader, Send, UpstreamResponse } from "./http1";
+import { printableRequestId } from "./log";
 
 /** The Authorization value to inject now, or why there is none (answered with a 502). */
 export type Credential = () => { authorization: string } | { error: string };
@@ -25,6 +26,22 @@ export type Outcome =
   | "upstream_error" // the upstream failed mid-response; the client's stream was cut
   | "proxy_error"; // the proxy answered with its own JSON error
 
+/** How one exchange ended: what its log line and its dump say. */
+export interface ExchangeEnd {
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  outcome: Outcome;
+  /** The proxy's own JSON error body, when it answered itself. */
+  errorBody?: string;
+  /** Why it did not complete: the proxy's error code (`upstream_unreachable`, …). */
+  reason?: string;
+  /** The underlying cause: an OS, TLS or protocol error code, never a header or a body. */
+  cause?: string;
+  /** The upstream's `x-request-id`. */
+  requestId?: string;
+}
+
 /** Observes one exchange. Every callback must return at once: it runs on the streaming path. */
 export interface Tap {
   requestChunk?(chunk: Uint8Array): void;
@@ -34,8 +51,8 @@ export interface Tap {
   untimed?(): void;
   response?(status: number, headers: Headers): void;
   responseChunk?(chunk: Uint8Array): void;
-  /** Called exactly once, when the exchange is over; `errorBody` when the proxy answered itself. */
-  end(status: number, bytesIn: number, bytesOut: number, outcome: Outcome, errorBody?: string): void;
+  /** Called exactly once, when the exchange is over. */
+  end(summary: ExchangeEnd): void;
 }
 
 /** An error the proxy answers itself. */
@@ -43,6 +60,8 @@ interface ProxyFailure {
   status: number;
   code: ProxyErrorCode;
   message: string;
+  /** For the log: the error code behind it (ECONNREFUSED, a TLS error, …). */
+  cause?: string;
 }
 
 class BodyFailure extends Error {
@@ -70,7 +89,8 @@ function stallFailure(opts: ForwardOptions): BodyFailure {
 
 /** The 400 for a request body that failed while it was read (not a stall, not the limit). */
 function clientBodyError(err: unknown): ProxyFailure {
-  return { status: 400, code: "client_body_error", message: `reading the request body failed (${describeError(err)})` };
+  const cause = describeError(err);
+  return { status: 400, code: "client_body_error", message: `reading the request body failed (${cause})`, cause };
 }
 
 /** Rejects with a 408 BodyFailure if `work` takes longer than the client timeout. */
@@ -155,17 +175,17 @@ function streamedBody(
 export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Promise<Response> {
   const state = { bytesIn: 0, failure: undefined as BodyFailure | undefined, cancelled: false };
   let ended = false;
-  const end = (status: number, bytesOut: number, outcome: Outcome, errorBody?: string) => {
+  const end = (summary: Omit<ExchangeEnd, "bytesIn">) => {
     if (ended) return;
     ended = true;
-    tap.end(status, state.bytesIn, bytesOut, outcome, errorBody);
+    tap.end({ ...summary, bytesIn: state.bytesIn });
   };
-  const fail = ({ status, code, message }: ProxyFailure) => {
-    end(status, 0, "proxy_error", proxyErrorBody(code, message));
+  const fail = ({ status, code, message, cause }: ProxyFailure) => {
+    end({ status, bytesOut: 0, outcome: "proxy_error", errorBody: proxyErrorBody(code, message), reason: code, cause });
     return proxyError(status, code, message);
   };
   const clientGone = () => {
-    end(499, 0, "client_closed");
+    end({ status: 499, bytesOut: 0, outcome: "client_closed" });
     return new Response(null, { status: 499 }); // nobody is listening any more
   };
   const tooLarge: ProxyFailure = {
@@ -226,27 +246,30 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
       return fail({ status: 504, code: "upstream_timeout", message: `upstream sent no response within ${opts.upstreamTimeoutMs / 1000} s` });
     }
     if (req.signal.aborted) return clientGone();
-    return fail({ status: 502, code: "upstream_unreachable", message: `upstream request failed (${describeError(err)})` });
+    const cause = describeError(err);
+    return fail({ status: 502, code: "upstream_unreachable", message: `upstream request failed (${cause})`, cause });
   } finally {
     clearTimeout(headerTimer);
   }
 
   tap.response?.(upstream.status, upstream.headers);
-  const headers = { status: upstream.status, statusText: upstream.statusText, headers: downstreamHeaders(upstream.headers) };
+  const { status } = upstream;
+  const requestId = printableRequestId(upstream.headers.get("x-request-id"));
+  const headers = { status, statusText: upstream.statusText, headers: downstreamHeaders(upstream.headers) };
   const { whole } = upstream;
   if (whole) {
     // Already whole in memory: handed to the listener as bytes, the cheapest way out.
     tap.responseChunk?.(whole);
-    end(upstream.status, whole.byteLength, "complete");
+    end({ status, bytesOut: whole.byteLength, outcome: "complete", requestId });
     return new Response(whole, headers);
   }
   const source = upstream.body;
   if (!source) {
-    end(upstream.status, 0, "complete");
+    end({ status, bytesOut: 0, outcome: "complete", requestId });
     return new Response(null, headers);
   }
   let bytesOut = 0;
-  const finish = (outcome: Outcome) => end(upstream.status, bytesOut, outcome);
+  const finish = (outcome: Outcome, cause?: string) => end({ status, bytesOut, outcome, requestId, cause });
   // The client has gone: stop paying for tokens nobody will read.
   const drop = () => {
     finish("client_closed");
@@ -285,7 +308,8 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
             } else {
               // Upstream failed mid-response (or the client left): end the client's stream with an
               // error so it sees a cut connection at once, never a hang or a clean-looking end.
-              finish(req.signal.aborted ? "client_closed" : "upstream_error");
+              if (req.signal.aborted) finish("client_closed");
+              else finish("upstream_error", describeError(err));
               controller.close(err instanceof Error ? err : new Error("upstream failed"));
             }
             done();

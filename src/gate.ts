@@ -3,7 +3,16 @@
 export const FORWARD_TARGET = "/v1/responses";
 export const SHUTDOWN_TARGET = "/shutdown";
 
-export type Verdict = "forward" | "shutdown" | "forbidden";
+/**
+ * Why a request is refused, as the log names it (stable words; docs/logging.md):
+ * `path` another target; `query` the right path with a query or fragment; `method` the right
+ * target with another method; `upgrade` an upgrade other than h2c (a WebSocket); `shutdown-disabled`
+ * GET /shutdown without --http-shutdown; `browser:<header>` a browser sign; `host` a Host that is
+ * not a loopback name (DNS rebinding).
+ */
+export type Refusal = "path" | "query" | "method" | "upgrade" | "shutdown-disabled" | `browser:${BrowserSign}` | "host";
+
+export type Verdict = "forward" | "shutdown" | Refusal;
 
 /** Header view the gate needs; `Headers` satisfies it. */
 export interface HeaderLookup {
@@ -78,14 +87,19 @@ export function classify(
   port: number,
   httpShutdown: boolean,
 ): Verdict {
-  if (browserSign(headers, port)) return "forbidden";
-  if (method === "POST" && target === FORWARD_TARGET) {
+  const sign = browserSign(headers, port);
+  if (sign) return sign === "host" ? "host" : `browser:${sign}`;
+  if (target === FORWARD_TARGET) {
     // A WebSocket (or any other non-h2c) upgrade is never forwarded, whatever its method.
     const upgrade = headers.get("upgrade");
-    return upgrade === null || isH2cOffer(upgrade) ? "forward" : "forbidden";
+    if (upgrade !== null && !isH2cOffer(upgrade)) return "upgrade";
+    return method === "POST" ? "forward" : "method";
   }
-  if (httpShutdown && method === "GET" && target === SHUTDOWN_TARGET) return "shutdown";
-  return "forbidden";
+  if (target === SHUTDOWN_TARGET) {
+    if (method !== "GET") return "method";
+    return httpShutdown ? "shutdown" : "shutdown-disabled";
+  }
+  return /^\/(v1\/responses|shutdown)[?#]/.test(target) ? "query" : "path";
 }
 
 /** Size of the request head as sent: request line, header lines, blank line. */

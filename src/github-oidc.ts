@@ -28,7 +28,10 @@ export const REQUEST_TOKEN: SecretSpec = {
   prefix: "bearer ",
   isByte: isTokenByte,
   messages: {
-    missing: "GitHub OIDC request token must be provided via stdin (e.g. printenv ACTIONS_ID_TOKEN_REQUEST_TOKEN | responses-api-proxy --github-oidc …)",
+    empty:
+      "GitHub OIDC request token must be provided via stdin (e.g. printenv ACTIONS_ID_TOKEN_REQUEST_TOKEN | responses-api-proxy --github-oidc …); " +
+      'it was empty: does the job have "permissions: id-token: write"?',
+    blankFirstLine: "the first line of standard input is empty, and the GitHub OIDC request token must be on the first line",
     invalid: "GitHub OIDC request token may only contain ASCII letters, numbers and - . _ ~ + / =",
     tooLarge: "GitHub OIDC request token is too large to fit in the 8192-byte buffer",
   },

@@ -61,6 +61,7 @@ function openLibc(platform: Platform) {
     getenv: { args: [FFIType.cstring], returns: FFIType.ptr },
     memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
     strlen: { args: [FFIType.ptr], returns: FFIType.u64 },
+    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
     [errnoSymbol]: { args: [], returns: FFIType.ptr },
     ...(platform === "linux"
       ? {
@@ -91,9 +92,17 @@ function openLibc(platform: Platform) {
 }
 
 export interface HardeningReport {
+  /** What is in force, for the start-up line: nodump, nocore, deny-attach, mlock. */
+  applied: string[];
   warnings: string[];
   /** OPENAI_API_KEY was in our environment (now wiped and removed). */
   inheritedKey: boolean;
+  /**
+   * Waits up to `ms` for fd 0 to have input (or its end); false when it stayed quiet. poll(2) from
+   * the same C library handle: key intake itself stays a blocking read(2), and this only tells
+   * start-up when to say that the proxy is waiting for it. Absent where there is no C library.
+   */
+  stdinReady?(ms: number): boolean;
 }
 
 class HardeningFailure extends Error {
@@ -111,11 +120,12 @@ class HardeningFailure extends Error {
  */
 function applyHardening(): HardeningReport {
   const warnings: string[] = [];
+  const applied: string[] = [];
   const platform = process.platform;
   const inheritedKey = process.env.OPENAI_API_KEY !== undefined;
   if (platform !== "linux" && platform !== "darwin" && platform !== "freebsd") {
     delete process.env.OPENAI_API_KEY;
-    return { warnings, inheritedKey };
+    return { applied, warnings, inheritedKey };
   }
 
   const { fn, errno, describe } = openLibc(platform);
@@ -124,14 +134,17 @@ function applyHardening(): HardeningReport {
   if (platform === "linux" && fn.prctl!(PR_SET_DUMPABLE, 0, 0, 0, 0) !== 0) {
     throw new HardeningFailure(`prctl(PR_SET_DUMPABLE, 0) failed: ${describe(errno())}`, EXIT_PRCTL);
   }
+  if (platform === "linux") applied.push("nodump");
   if (platform === "darwin" && fn.ptrace!(PT_DENY_ATTACH, 0, null, 0) !== 0) {
     throw new HardeningFailure(`ptrace(PT_DENY_ATTACH) failed: ${describe(errno())}`, EXIT_PTRACE);
   }
+  if (platform === "darwin") applied.push("deny-attach");
   limit[0] = 0n;
   limit[1] = 0n;
   if (fn.setrlimit!(RLIMIT_CORE, limit) !== 0) {
     throw new HardeningFailure(`setrlimit(RLIMIT_CORE, 0) failed: ${describe(errno())}`, EXIT_RLIMIT);
   }
+  applied.push("nocore");
 
   // Thousands of concurrent streams need more descriptors than the usual soft limit of 1024.
   const nofile = RLIMIT_NOFILE[platform];
@@ -142,16 +155,21 @@ function applyHardening(): HardeningReport {
     }
   }
 
-  if (platform === "linux" && fn.mlockall!(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) !== 0) {
-    warnings.push(
-      `mlockall failed: ${describe(errno())}; memory holding the key may be swapped to disk (run as root or grant CAP_IPC_LOCK)`,
-    );
+  if (platform === "linux") {
+    if (fn.mlockall!(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) === 0) applied.push("mlock");
+    else {
+      warnings.push(
+        `memory locking is off (mlockall: ${describe(errno())}), so pages holding the key could be written to swap; ` +
+          "this is normal when not running as root, and every other protection is in force. " +
+          "To lock memory, run as root or grant CAP_IPC_LOCK (systemd: AmbientCapabilities=CAP_IPC_LOCK)",
+      );
+    }
   }
 
   for (const name of loaderVariables(process.env, platform)) delete process.env[name];
 
   if (inheritedKey) scrubInheritedKey(fn);
-  return { warnings, inheritedKey };
+  return { applied, warnings, inheritedKey, stdinReady: (ms) => stdinReady(fn, ms) };
 }
 
 /**
@@ -163,6 +181,15 @@ function scrubInheritedKey(fn: Record<string, (...args: unknown[]) => unknown>):
   const value = fn.getenv!(Buffer.from("OPENAI_API_KEY\0")) as Pointer | null;
   if (value) fn.memset!(value, 0, fn.strlen!(value));
   delete process.env.OPENAI_API_KEY;
+}
+
+const POLLIN = 1;
+
+function stdinReady(fn: Record<string, (...args: unknown[]) => unknown>, ms: number): boolean {
+  const pollfd = new Int32Array(2); // struct pollfd { int fd = 0; short events; short revents; }
+  new Int16Array(pollfd.buffer)[2] = POLLIN;
+  // EINTR or any other failure: say nothing and let the read itself wait or fail.
+  return (fn.poll!(pollfd, 1, ms) as number) !== 0;
 }
 
 /** Runs the hardening; on a required step's failure prints one line and exits with its code. */

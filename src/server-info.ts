@@ -1,5 +1,5 @@
 // The server-info file: {"port":N,"pid":N}\n, written atomically once the listener is bound.
-import { closeSync, fchmodSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export function serverInfoLine(port: number, pid: number): string {
@@ -30,5 +30,18 @@ export function writeServerInfo(path: string, port: number, pid: number): void {
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Removes the file on an orderly exit, if it still describes this process: a stale file names a
+ * port that any local user could bind next, and the next client would send its prompt there.
+ * Best effort: a file another proxy has since written is left alone.
+ */
+export function removeServerInfo(path: string, pid: number): void {
+  try {
+    if ((JSON.parse(readFileSync(path, "utf8")) as { pid?: unknown }).pid === pid) rmSync(path);
+  } catch {
+    // already gone, replaced by something else, or unreadable: nothing of ours to remove
   }
 }

@@ -4,12 +4,12 @@ import type { Config } from "./cli";
 import { forbidden, proxyError } from "./errors";
 import { type Credential, forward, type ForwardOptions, type Tap } from "./forward";
 import { classify, headBytes, requestTarget } from "./gate";
-import { requestLine } from "./log";
+import type { Logger, RequestRecord } from "./log";
 import { upstreamTransport } from "./transport";
 
 export interface ProxyHooks {
-  /** One log line, or undefined when request logging is off. */
-  log?: (line: string) => void;
+  /** Request log lines go here (it drops successful ones under --quiet). */
+  log: Logger;
   /** Extra observer of each forwarded exchange (the dump), if any. */
   tap?: (req: Request) => Partial<Tap>;
   /** GET /shutdown was accepted; its 200 is on its way. */
@@ -31,25 +31,25 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
   async function handle(req: Request, server: Server<undefined>): Promise<Response> {
     const started = performance.now();
     const target = requestTarget(req.url);
-    const logLine = (status: number, bytesIn: number, bytesOut: number, outcome?: string) =>
-      log?.(requestLine(req.method, target, status, performance.now() - started, bytesIn, bytesOut, outcome));
+    const logLine = (status: number, more: Partial<RequestRecord> = {}) =>
+      log.request({ method: req.method, target, status, ms: performance.now() - started, bytesIn: 0, bytesOut: 0, ...more });
 
     if (headBytes(req.method, target, req.headers) > config.maxHeaderBytes) {
-      logLine(431, 0, 0);
+      logLine(431, { reason: "request_header_too_large" });
       return proxyError(431, "request_header_too_large", `request head exceeds the proxy's limit of ${config.maxHeaderBytes} bytes`);
     }
     const verdict = classify(req.method, target, req.headers, port, config.httpShutdown);
-    if (verdict === "forbidden") {
-      logLine(403, 0, 0);
-      return forbidden();
-    }
     if (verdict === "shutdown") {
-      logLine(200, 0, 0);
+      logLine(200);
       hooks.shutdown();
       return new Response(null, { status: 200 });
     }
+    if (verdict !== "forward") {
+      logLine(403, { reason: verdict });
+      return forbidden();
+    }
     if (active >= config.maxConcurrent) {
-      logLine(503, 0, 0);
+      logLine(503, { reason: "too_many_requests" });
       return proxyError(503, "too_many_requests", `the proxy is already forwarding ${config.maxConcurrent} requests`, {
         "retry-after": "1",
       });
@@ -64,7 +64,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
         untimed() {
           server.timeout(req, 0); // back to --client-timeout once the exchange is over (end)
         },
-        end(status, bytesIn, bytesOut, outcome, errorBody) {
+        end(summary) {
           ended = true;
           active--;
           try {
@@ -72,15 +72,16 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
           } catch {
             // the client's connection is already gone
           }
-          logLine(status, bytesIn, bytesOut, outcome);
-          extra?.end?.(status, bytesIn, bytesOut, outcome, errorBody);
+          const { status, bytesIn, bytesOut, outcome, reason, cause, requestId } = summary;
+          logLine(status, { bytesIn, bytesOut, outcome, reason, cause, requestId });
+          extra?.end?.(summary);
         },
       });
     } catch (err) {
       // Only a bug gets here: give the capacity back; error() answers with a JSON 500.
       if (!ended) {
         active--;
-        logLine(500, 0, 0, "proxy_error");
+        logLine(500, { outcome: "proxy_error", reason: "internal_error" });
       }
       throw err;
     }

@@ -9,28 +9,24 @@ import { describeError } from "./errors";
 import type { Credential } from "./forward";
 import { OidcCredential, OidcError, REQUEST_TOKEN } from "./github-oidc";
 import type { HardeningReport } from "./hardening";
-import { stderrLine } from "./log";
+import { Logger, NAME, stderrLine } from "./log";
 import { startProxy } from "./server";
-import { writeServerInfo } from "./server-info";
+import { removeServerInfo, writeServerInfo } from "./server-info";
 
-const NAME = "responses-api-proxy";
 const SHUTDOWN_GRACE_MS = 5000;
-
-function fail(message: string, code: number): never {
-  stderrLine(`${NAME}: ${message}`);
-  process.exit(code);
-}
-
-const warn = (message: string) => stderrLine(`${NAME}: warning: ${message}`);
+/** How long stdin may stay silent before the proxy says it is waiting for the key. */
+const KEY_NOTICE_MS = 2000;
 
 export async function start(argv: string[], hardening: HardeningReport): Promise<void> {
-  // 1. Command line: a usage error exits 2 before the key is read.
+  // 1. Command line: a usage error exits 2 before the key is read (always as text: the log
+  // format is one of the arguments that did not parse).
   let command;
   try {
     command = parseArgs(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    fail(`${err.message}\nTry '${NAME} --help' for more information.`, 2);
+    stderrLine(`${NAME}: ${err.message}\nTry '${NAME} --help' for more information.`);
+    process.exit(2);
   }
   if (command.kind === "help") {
     process.stdout.write(`${USAGE}\n`);
@@ -41,11 +37,16 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     process.exit(0);
   }
   const { config } = command;
+  const log = new Logger(config.logFormat, config.quiet);
+  const fail: (message: string, code: number) => never = (message, code) => {
+    log.error(message, code);
+    process.exit(code);
+  };
 
   // 2. What hardening could not do, and a key inherited through the environment.
-  for (const w of hardening.warnings) warn(w);
+  for (const w of hardening.warnings) log.warning(w);
   if (hardening.inheritedKey) {
-    warn("OPENAI_API_KEY was set in the proxy's environment and has been removed; start it with `env -u OPENAI_API_KEY`");
+    log.warning("OPENAI_API_KEY was set in the proxy's environment and has been removed; start it with `env -u OPENAI_API_KEY`");
   }
 
   const refusal = unsafeEnvironment(process.env);
@@ -59,11 +60,15 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
       const e = err as NodeJS.ErrnoException;
       fail(`cannot use --dump-dir: ${e.code ? `${config.dumpDir} (${e.code})` : e.message}`, 1);
     }
-    dumper = new Dumper(config.dumpDir, (line) => stderrLine(`${NAME}: ${line}`));
+    dumper = new Dumper(config.dumpDir, (line) => log.warning(line));
   }
 
   // 3. The key (or, with --github-oidc, the runner's request token): stdin only, never a terminal.
   if (isatty(0)) fail(MESSAGES.terminal, 1);
+  // A silent stdin is most often a forgotten pipe: say so once, and keep waiting.
+  if (hardening.stdinReady && !hardening.stdinReady(KEY_NOTICE_MS)) {
+    log.info(config.oidc ? "waiting for the GitHub OIDC request token on standard input (it keeps waiting)" : MESSAGES.waiting);
+  }
   let secret: string;
   try {
     secret = readSecret(stdinReader(), config.oidc ? REQUEST_TOKEN : API_KEY);
@@ -75,7 +80,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   if (config.oidc) {
     // The first exchange happens before the proxy reports itself listening.
     try {
-      const oidc = await OidcCredential.start(config.oidc, secret, (line) => stderrLine(`${NAME}: ${line}`));
+      const oidc = await OidcCredential.start(config.oidc, secret, (line) => log.info(line));
       credential = () => oidc.current();
     } catch (err) {
       fail(`github-oidc: ${err instanceof OidcError ? err.message : "unexpected error"}`, 1);
@@ -86,19 +91,25 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
 
   if (isInsecureUpstream(config.upstream)) {
-    warn(`upstream ${config.upstream.origin} is plain http off loopback: the key crosses the network unencrypted`);
+    log.warning(`upstream ${config.upstream.origin} is plain http off loopback: the key crosses the network unencrypted`);
   }
 
   // 4. Listen on 127.0.0.1 only.
   let server: ReturnType<typeof startProxy>;
-  const exitSoon = () => setTimeout(() => process.exit(0), 100);
+  // Every orderly exit: one line with its cause and the exchanges it cut, and no server-info
+  // file left behind that names a port anyone could take next.
+  const exit = (cause: string) => {
+    log.stop({ cause, cut: server.pendingRequests });
+    if (config.serverInfo) removeServerInfo(config.serverInfo, process.pid);
+    process.exit(0);
+  };
   try {
     server = startProxy(config, credential, {
-      log: config.quiet ? undefined : stderrLine,
+      log,
       tap: dumper && ((req) => dumper.tap(req)),
       shutdown() {
         server.stop();
-        exitSoon(); // lets the 200 reach the client first
+        setTimeout(() => exit("/shutdown"), 100); // lets the 200 reach the client first
       },
     });
   } catch (err) {
@@ -109,13 +120,13 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   // 5. Signals: stop accepting, give in-flight exchanges a short grace, exit 0. Installed before
   // the proxy announces itself, so a SIGTERM sent the moment server-info appears is orderly.
   let stopping = false;
-  const onSignal = () => {
-    if (stopping) process.exit(0); // a second signal: do not wait
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) exit(signal); // a second signal: do not wait
     stopping = true;
     server.stop(false);
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;
     setInterval(() => {
-      if (server.pendingRequests === 0 || Date.now() >= deadline) process.exit(0);
+      if (server.pendingRequests === 0 || Date.now() >= deadline) exit(signal);
     }, 25);
   };
   process.on("SIGTERM", onSignal);
@@ -129,9 +140,15 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
       fail(`cannot write server info to ${config.serverInfo} (${describeError(err)})`, 1);
     }
   }
-  stderrLine(`${NAME} listening on 127.0.0.1:${port}`);
+  log.start({
+    version: VERSION,
+    listen: `127.0.0.1:${port}`,
+    upstream: config.upstream.origin,
+    credential: config.oidc ? "github-oidc" : "key",
+    hardening: hardening.applied,
+  });
 
   // A bug must never print a stack trace (which could quote a request) nor stop the service.
-  process.on("uncaughtException", (err) => stderrLine(`${NAME}: internal error (${describeError(err)})`));
-  process.on("unhandledRejection", (err) => stderrLine(`${NAME}: internal error (${describeError(err)})`));
+  process.on("uncaughtException", (err) => log.warning(`internal error (${describeError(err)})`));
+  process.on("unhandledRejection", (err) => log.warning(`internal error (${describeError(err)})`));
 }

@@ -107,10 +107,12 @@ export async function startProxy(opts: SpawnOptions = {}): Promise<RunningProxy>
   const p = spawnProxy(opts);
   let code: number | undefined;
   p.exited.then((c) => (code = c));
-  await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(p.stderr()) || code !== undefined, 10_000, "listening line");
-  const m = /listening on 127\.0\.0\.1:(\d+)/.exec(p.stderr());
+  // The start-up line, as text or as JSON (--log-format json).
+  const listening = /listening on 127\.0\.0\.1:(\d+)|"listen":"127\.0\.0\.1:(\d+)"/;
+  await waitFor(() => listening.test(p.stderr()) || code !== undefined, 10_000, "listening line");
+  const m = listening.exec(p.stderr());
   if (!m) throw new Error(`proxy did not start (exit ${code}): ${p.stderr()}`);
-  const port = Number(m[1]);
+  const port = Number(m[1] ?? m[2]);
   const running = { ...p, port, base: `http://127.0.0.1:${port}` };
   onCleanup(() => running.kill());
   return running;

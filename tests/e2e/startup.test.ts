@@ -51,8 +51,11 @@ describe("command line", () => {
 
 describe("key intake", () => {
   const cases: Array<[string, string | Uint8Array, string]> = [
-    ["empty input", "", MESSAGES.missing],
-    ["an empty line", "\n", MESSAGES.missing],
+    ["empty input", "", MESSAGES.empty],
+    ["an empty line", "\n", MESSAGES.empty],
+    ["a blank first line, the key after it", `\n${KEY}\n`, MESSAGES.blankFirstLine],
+    ["OPENAI_API_KEY=<key> (a .env line)", `OPENAI_API_KEY=${KEY}\n`, MESSAGES.assignment],
+    ["Bearer <key>", `Bearer ${KEY}\n`, MESSAGES.bearer],
     ["a space in the key", `${KEY} x\n`, MESSAGES.invalid],
     ["a header injection", `${KEY}\rX-Evil: 1\n`, MESSAGES.invalid],
     ["a NUL byte", `${KEY}\0\n`, MESSAGES.invalid],
@@ -119,7 +122,7 @@ describe("listener", () => {
   test("binds 127.0.0.1 on an ephemeral port and logs it", async () => {
     const proxy = await startProxy();
     expect(proxy.port).toBeGreaterThan(0);
-    expect(proxy.stderr()).toContain(`responses-api-proxy listening on 127.0.0.1:${proxy.port}\n`);
+    expect(proxy.stderr()).toContain(`listening on 127.0.0.1:${proxy.port} upstream=https://api.openai.com credential=key`);
   });
 
   test("binds the port given", async () => {
@@ -224,7 +227,7 @@ describe("shutdown", () => {
   }
 });
 
-test("request log: one line per request without header values, bodies, queries or the key; --quiet turns it off", async () => {
+test("request log: one line per request without header values, bodies, queries or the key; --quiet keeps only failures", async () => {
   const up = await startUpstream();
   const proxy = await startProxy({ args: ["--upstream-url", up.url] });
   await goodRequest(proxy);
@@ -233,11 +236,11 @@ test("request log: one line per request without header values, bodies, queries o
   const lines = proxy.stderr().trimEnd().split("\n").slice(1);
   expect(lines).toHaveLength(2);
   expect(lines[0]).toMatch(/ POST \/v1\/responses 200 [\d.]+ms in=\d+B out=\d+B$/);
-  expect(lines[1]).toMatch(/ POST \/v1\/responses\?… 403 /);
+  expect(lines[1]).toMatch(/ POST \/v1\/responses\?… 403 [\d.]+ms in=0B out=0B reason=query$/);
   for (const secret of ["secret-query", "hv", KEY, "hello"]) expect(proxy.stderr()).not.toContain(secret);
 
   const quiet = await startProxy({ args: ["--upstream-url", up.url, "--quiet"] });
   await goodRequest(quiet);
   await Bun.sleep(100);
-  expect(quiet.stderr().trimEnd().split("\n")).toHaveLength(1); // only "listening"
+  expect(quiet.stderr().trimEnd().split("\n")).toHaveLength(1); // only "listening": a success is not logged
 });

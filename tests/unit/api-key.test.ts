@@ -57,11 +57,22 @@ describe("readAuthorization", () => {
     expectError(chunked("a".repeat(1017)), MESSAGES.tooLarge);
     expectError(chunked("a".repeat(5000)), MESSAGES.tooLarge);
   });
-  test("nothing read", () => {
-    expectError(chunked(), MESSAGES.missing);
-    expectError(chunked("\n"), MESSAGES.missing);
-    expectError(chunked("\r\n"), MESSAGES.missing);
-    expectError(chunked("\nkey\n"), MESSAGES.missing);
+  test("nothing read: empty input, or only a blank line", () => {
+    expectError(chunked(), MESSAGES.empty);
+    expectError(chunked("\n"), MESSAGES.empty);
+    expectError(chunked("\r\n"), MESSAGES.empty);
+    expectError(chunked("\n", "\r\n"), MESSAGES.empty);
+  });
+  test("a blank first line with the key after it", () => {
+    expectError(chunked("\nkey\n"), MESSAGES.blankFirstLine);
+    expectError(chunked("\r\nkey"), MESSAGES.blankFirstLine);
+  });
+  test("a first line shaped like NAME=value or a Bearer header value is named, never quoted", () => {
+    for (const line of ["OPENAI_API_KEY=sk-abc\n", "openai_api_key=sk-abc", "KEY=\n"]) expectError(chunked(line), MESSAGES.assignment);
+    for (const line of ["Bearer sk-abc\n", "bearer sk-abc"]) expectError(chunked(line), MESSAGES.bearer);
+    // Other invalid lines keep the plain message; no message quotes the input.
+    for (const line of ["export OPENAI_API_KEY=sk-abc\n", "=sk-abc\n", "Bearer\tsk-abc\n"]) expectError(chunked(line), MESSAGES.invalid);
+    for (const message of Object.values(MESSAGES)) expect(message).not.toContain("sk-abc");
   });
   test("invalid bytes, including header injection attempts", () => {
     for (const bad of ["sk key\n", "sk\tkey", "ké\n", "a.b\n", "a:b", "k\0ey", "key\rx\n", " key"]) {

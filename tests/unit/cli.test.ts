@@ -15,6 +15,13 @@ describe("parseArgs", () => {
     expect(c.httpShutdown).toBe(false);
     expect(c.serverInfo).toBeUndefined();
     expect(c.maxBodyBytes).toBe(DEFAULTS.maxBodyBytes);
+    expect(c.logFormat).toBe("text");
+  });
+  test("--log-format text or json, nothing else", () => {
+    expect(run(["--log-format", "json"]).logFormat).toBe("json");
+    expect(run(["--log-format=text"]).logFormat).toBe("text");
+    expect(() => run(["--log-format", "xml"])).toThrow(new UsageError('--log-format must be text or json, got "xml"'));
+    expect(() => run(["--log-format"])).toThrow(UsageError);
   });
   test("every flag", () => {
     const c = run([

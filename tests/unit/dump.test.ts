@@ -36,7 +36,7 @@ test("files are created exclusively: a planted symlink is never followed", async
   const tap = new Dumper(dir, (l) => warnings.push(l)).tap(new Request("http://127.0.0.1/v1/responses", { method: "POST" }));
   tap.requestChunk!(new TextEncoder().encode("{}"));
   tap.requestEnd();
-  tap.end!(200, 2, 0, "complete");
+  tap.end!({ status: 200, bytesIn: 2, bytesOut: 0, outcome: "complete" });
   for (let i = 0; i < 50 && warnings.length === 0; i++) await Bun.sleep(10);
   expect(warnings).toEqual([expect.stringMatching(/dump: cannot write .*000001-1764000000000-request\.json \(EEXIST\)/)]);
   expect(readFileSync(victim, "utf8")).toBe("untouched");

@@ -9,29 +9,29 @@ describe("classify", () => {
   });
   for (const target of ["/v1/responses?", "/v1/responses?x=1", "/v1/responses#f", "/v1/responses/", "/V1/responses",
     "/v1/Responses", "/v1/%72esponses", "/v1/responses%2F", "//v1/responses", "/v1/responses;x", "/", "/v1", "/v1/chat/completions"]) {
-    test(`refuses target ${target}`, () => expect(classify("POST", target, h(), 8080, true)).toBe("forbidden"));
+    test(`refuses target ${target}`, () => expect(classify("POST", target, h(), 8080, true)).toBe(/^\/(v1\/responses|shutdown)[?#]/.test(target) ? "query" : "path"));
   }
   for (const method of ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "post"]) {
-    test(`refuses ${method} /v1/responses`, () => expect(classify(method, "/v1/responses", h(), 8080, true)).toBe("forbidden"));
+    test(`refuses ${method} /v1/responses`, () => expect(classify(method, "/v1/responses", h(), 8080, true)).toBe("method"));
   }
   test("shutdown only with the flag, only GET, exact target", () => {
     expect(classify("GET", "/shutdown", h(), 8080, true)).toBe("shutdown");
-    expect(classify("GET", "/shutdown", h(), 8080, false)).toBe("forbidden");
-    expect(classify("POST", "/shutdown", h(), 8080, true)).toBe("forbidden");
-    expect(classify("GET", "/shutdown?", h(), 8080, true)).toBe("forbidden");
-    expect(classify("GET", "/shutdown/", h(), 8080, true)).toBe("forbidden");
+    expect(classify("GET", "/shutdown", h(), 8080, false)).toBe("shutdown-disabled");
+    expect(classify("POST", "/shutdown", h(), 8080, true)).toBe("method");
+    expect(classify("GET", "/shutdown?", h(), 8080, true)).toBe("query");
+    expect(classify("GET", "/shutdown/", h(), 8080, true)).toBe("path");
   });
   test("refuses WebSocket upgrades", () => {
-    expect(classify("GET", "/v1/responses", h({ upgrade: "websocket", connection: "Upgrade" }), 8080, true)).toBe("forbidden");
-    expect(classify("POST", "/v1/responses", h({ upgrade: "websocket" }), 8080, true)).toBe("forbidden");
-    expect(classify("POST", "/v1/responses", h({ upgrade: "h2c, websocket" }), 8080, true)).toBe("forbidden");
-    expect(classify("POST", "/v1/responses", h({ upgrade: "" }), 8080, true)).toBe("forbidden");
+    expect(classify("GET", "/v1/responses", h({ upgrade: "websocket", connection: "Upgrade" }), 8080, true)).toBe("upgrade");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "websocket" }), 8080, true)).toBe("upgrade");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "h2c, websocket" }), 8080, true)).toBe("upgrade");
+    expect(classify("POST", "/v1/responses", h({ upgrade: "" }), 8080, true)).toBe("upgrade");
   });
   test("ignores an h2c upgrade offer on an allowed request (curl --http2, Java's HttpClient)", () => {
     const offer = { connection: "Upgrade, HTTP2-Settings", upgrade: "h2c", "http2-settings": "AAMAAABkAAQCAAAAAAIAAAAA" };
     expect(classify("POST", "/v1/responses", h(offer), 8080, false)).toBe("forward");
     expect(classify("POST", "/v1/responses", h({ upgrade: "H2C" }), 8080, false)).toBe("forward");
-    expect(classify("GET", "/v1/responses", h(offer), 8080, true)).toBe("forbidden"); // still only POST
+    expect(classify("GET", "/v1/responses", h(offer), 8080, true)).toBe("method"); // still only POST
     expect(classify("GET", "/shutdown", h(offer), 8080, true)).toBe("shutdown");
     expect(isH2cOffer("h2c")).toBe(true);
     expect(isH2cOffer("websocket")).toBe(false);
@@ -53,12 +53,13 @@ describe("classify", () => {
     ];
     for (const [extra, sign] of browserish) {
       expect(browserSign(h(extra), 8080)).toBe(sign as never);
-      expect(classify("POST", "/v1/responses", h(extra), 8080, true)).toBe("forbidden");
-      expect(classify("GET", "/shutdown", h(extra), 8080, true)).toBe("forbidden");
+      const reason = sign === "host" ? "host" : `browser:${sign}`;
+      expect(classify("POST", "/v1/responses", h(extra), 8080, true)).toBe(reason as never);
+      expect(classify("GET", "/shutdown", h(extra), 8080, true)).toBe(reason as never);
     }
     const noHost = new Headers();
     expect(browserSign(noHost, 8080)).toBe("host");
-    expect(classify("POST", "/v1/responses", noHost, 8080, true)).toBe("forbidden");
+    expect(classify("POST", "/v1/responses", noHost, 8080, true)).toBe("host");
   });
   test("serves what command-line runtimes send, Node's lone sec-fetch-mode included", () => {
     const programs: Array<Record<string, string>> = [

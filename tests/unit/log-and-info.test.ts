@@ -2,8 +2,8 @@ import { expect, test } from "bun:test";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { printableTarget, requestLine } from "../../src/log";
-import { serverInfoLine, writeServerInfo } from "../../src/server-info";
+import { Logger, printableRequestId, printableTarget } from "../../src/log";
+import { removeServerInfo, serverInfoLine, writeServerInfo } from "../../src/server-info";
 
 test("log target: path only, query hidden, control bytes escaped, bounded", () => {
   expect(printableTarget("/v1/responses")).toBe("/v1/responses");
@@ -13,10 +13,76 @@ test("log target: path only, query hidden, control bytes escaped, bounded", () =
   expect(printableTarget(`/${"a".repeat(500)}`).length).toBeLessThan(130);
 });
 
-test("request line", () => {
-  const line = requestLine("POST", "/v1/responses", 200, 12.345, 300, 1024);
-  expect(line).toMatch(/^\S+Z POST \/v1\/responses 200 12\.3ms in=300B out=1024B$/);
-  expect(requestLine("POST", "/v1/responses", 200, 1, 0, 5, "client_closed")).toEndWith(" client_closed");
+function lines(format: "text" | "json", quiet = false) {
+  const out: string[] = [];
+  return { log: new Logger(format, quiet, (l) => out.push(l)), out };
+}
+
+test("request line, text: status, time, bytes, then outcome, reason, cause and request id when there are", () => {
+  const { log, out } = lines("text");
+  log.request({ method: "POST", target: "/v1/responses", status: 200, ms: 12.345, bytesIn: 300, bytesOut: 1024 });
+  log.request({ method: "POST", target: "/v1/responses", status: 200, ms: 1, bytesIn: 0, bytesOut: 5, outcome: "client_closed", requestId: "req_1" });
+  log.request({ method: "GET", target: "/x?secret", status: 403, ms: 0.1, bytesIn: 0, bytesOut: 0, reason: "path" });
+  log.request({ method: "POST", target: "/v1/responses", status: 502, ms: 3, bytesIn: 2, bytesOut: 0, outcome: "proxy_error", reason: "upstream_unreachable", cause: "ECONNREFUSED" });
+  expect(out[0]).toMatch(/^\S+Z POST \/v1\/responses 200 12\.3ms in=300B out=1024B$/);
+  expect(out[1]).toEndWith(" out=5B client_closed request_id=req_1");
+  expect(out[2]).toEndWith(" GET /x?… 403 0.1ms in=0B out=0B reason=path");
+  expect(out[3]).toEndWith(" 502 3.0ms in=2B out=0B proxy_error reason=upstream_unreachable cause=ECONNREFUSED");
+});
+
+test("request line, json: the same fields under stable names", () => {
+  const { log, out } = lines("json");
+  log.request({ method: "POST", target: "/v1/responses?k=v", status: 502, ms: 3.04, bytesIn: 2, bytesOut: 0, outcome: "proxy_error", reason: "upstream_unreachable", cause: "ECONNREFUSED", requestId: "req_9" });
+  const line = JSON.parse(out[0]!);
+  expect(line).toEqual({
+    time: expect.stringMatching(/Z$/), event: "request", method: "POST", path: "/v1/responses?…", status: 502, ms: 3,
+    bytes_in: 2, bytes_out: 0, outcome: "proxy_error", reason: "upstream_unreachable", cause: "ECONNREFUSED", request_id: "req_9",
+  });
+  log.start({ version: "1.2.3", listen: "127.0.0.1:1", upstream: "https://api.openai.com", credential: "key", hardening: ["nodump"] });
+  log.stop({ cause: "SIGTERM", cut: 2 });
+  log.warning("w");
+  log.info("i");
+  log.error("e", 1);
+  expect(out.slice(1).map((l) => JSON.parse(l).event)).toEqual(["start", "stop", "warning", "info", "error"]);
+  expect(JSON.parse(out[5]!)).toMatchObject({ message: "e", exit_code: 1 });
+});
+
+test("--quiet drops successful requests only", () => {
+  const { log, out } = lines("text", true);
+  log.request({ method: "POST", target: "/v1/responses", status: 200, ms: 1, bytesIn: 0, bytesOut: 0 });
+  log.request({ method: "POST", target: "/v1/responses", status: 200, ms: 1, bytesIn: 0, bytesOut: 0, outcome: "upstream_error" });
+  log.request({ method: "POST", target: "/v1/responses", status: 403, ms: 1, bytesIn: 0, bytesOut: 0, reason: "browser:origin" });
+  log.request({ method: "POST", target: "/v1/responses", status: 429, ms: 1, bytesIn: 0, bytesOut: 0 });
+  expect(out).toHaveLength(3);
+});
+
+test("start and stop lines, text", () => {
+  const { log, out } = lines("text");
+  log.start({ version: "1.2.3", listen: "127.0.0.1:8080", upstream: "https://api.openai.com", credential: "github-oidc", hardening: ["nodump", "nocore"] });
+  log.stop({ cause: "/shutdown", cut: 1 });
+  expect(out).toEqual([
+    "responses-api-proxy 1.2.3 listening on 127.0.0.1:8080 upstream=https://api.openai.com credential=github-oidc hardening=nodump,nocore",
+    "responses-api-proxy stopped (/shutdown): 1 exchange cut",
+  ]);
+});
+
+test("an upstream request id is logged only when it is a plain token", () => {
+  expect(printableRequestId("req_0123abc")).toBe("req_0123abc");
+  expect(printableRequestId(null)).toBeUndefined();
+  expect(printableRequestId("a b")).toBeUndefined();
+  expect(printableRequestId("x".repeat(129))).toBeUndefined();
+  expect(printableRequestId("\x1b[31m")).toBeUndefined();
+});
+
+test("server info is removed on exit only while it still names this process", () => {
+  const dir = mkdtempSync(join(tmpdir(), "rap-info-"));
+  const path = join(dir, "info.json");
+  writeServerInfo(path, 1234, 99);
+  removeServerInfo(path, 98); // another proxy's file: left alone
+  expect(readFileSync(path, "utf8")).toBe('{"port":1234,"pid":99}\n');
+  removeServerInfo(path, 99);
+  expect(readdirSync(dir)).toEqual([]);
+  removeServerInfo(path, 99); // already gone: no error
 });
 
 test("server info: one JSON line, parents created, atomic, symlink replaced not followed", () => {
