@@ -152,6 +152,12 @@ export function backoffMs(failures: number): number {
  * on a refresh: they use the token in hand while it is valid, and get the last refresh error
  * (for a 502) once it is not.
  */
+/** Where the token's life is reported: a refresh that failed is a warning, the rest notices. */
+export interface OidcLog {
+  info(line: string): void;
+  warning(line: string): void;
+}
+
 export class OidcCredential {
   private failures = 0;
   private lastError = "";
@@ -160,15 +166,15 @@ export class OidcCredential {
     private readonly config: OidcConfig,
     private readonly requestAuthorization: string,
     private token: AccessToken & { expiresAt: number },
-    private readonly log: (line: string) => void,
+    private readonly log: OidcLog,
   ) {
     this.schedule(refreshDelayMs(token.expiresIn));
   }
 
   /** The first exchange, before the proxy reports itself listening. Throws OidcError. */
-  static async start(config: OidcConfig, requestAuthorization: string, log: (line: string) => void): Promise<OidcCredential> {
+  static async start(config: OidcConfig, requestAuthorization: string, log: OidcLog): Promise<OidcCredential> {
     const token = await obtainAccessToken(config, requestAuthorization);
-    log(`github-oidc: access token obtained, valid for ${token.expiresIn} s`);
+    log.info(`github-oidc: access token obtained, valid for ${token.expiresIn} s`);
     return new OidcCredential(config, requestAuthorization, { ...token, expiresAt: Date.now() + token.expiresIn * 1000 }, log);
   }
 
@@ -188,13 +194,13 @@ export class OidcCredential {
       this.token = { ...token, expiresAt: Date.now() + token.expiresIn * 1000 };
       this.failures = 0;
       this.lastError = "";
-      this.log(`github-oidc: access token refreshed, valid for ${token.expiresIn} s`);
+      this.log.info(`github-oidc: access token refreshed, valid for ${token.expiresIn} s`);
       this.schedule(refreshDelayMs(token.expiresIn));
     } catch (err) {
       this.failures++;
       this.lastError = err instanceof OidcError ? err.message : "unexpected error";
       const retry = backoffMs(this.failures);
-      this.log(`github-oidc: refresh failed: ${this.lastError}; retrying in ${retry / 1000} s`);
+      this.log.warning(`github-oidc: refresh failed: ${this.lastError}; retrying in ${retry / 1000} s`);
       this.schedule(retry);
     }
   }

@@ -80,7 +80,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   if (config.oidc) {
     // The first exchange happens before the proxy reports itself listening.
     try {
-      const oidc = await OidcCredential.start(config.oidc, secret, (line) => log.info(line));
+      const oidc = await OidcCredential.start(config.oidc, secret, log);
       credential = () => oidc.current();
     } catch (err) {
       fail(`github-oidc: ${err instanceof OidcError ? err.message : "unexpected error"}`, 1);

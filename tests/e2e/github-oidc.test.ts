@@ -133,13 +133,14 @@ describe("--github-oidc", () => {
     e.mode.tokenStatus = 500; // every refresh from now on fails
     expect((await goodRequest(proxy)).status).toBe(200); // the first token is still valid
     await waitFor(() => proxy.stderr().includes("refresh failed"), 5000, "a failed refresh");
-    expect(proxy.stderr()).toMatch(/github-oidc: refresh failed: access token from http:\/\/127\.0\.0\.1:\d+: HTTP 500 \(invalid_grant\); retrying in 1 s/);
+    expect(proxy.stderr()).toMatch(/warning: github-oidc: refresh failed: access token from http:\/\/127\.0\.0\.1:\d+: HTTP 500 \(invalid_grant\); retrying in 1 s/);
     await Bun.sleep(2100); // past the token's expiry
     const res = await goodRequest(proxy);
     expect(res.status).toBe(502);
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("upstream_credentials_unavailable");
     expect(body.error.message).toContain("HTTP 500");
+    expect(proxy.stderr()).toMatch(/ 502 [\d.]+ms in=\d+B out=0B proxy_error reason=upstream_credentials_unavailable\n/);
     e.mode.tokenStatus = 200; // the endpoint recovers: the backoff retry picks it up
     await waitFor(() => proxy.stderr().includes("access token refreshed"), 10_000, "recovery");
     expect((await goodRequest(proxy)).status).toBe(200);

@@ -109,6 +109,8 @@ describe("limits", () => {
     );
     expect(res.status).toBe(408);
     expect(res.text).toContain('"code":"request_timeout"');
+    await waitFor(() => proxy.stderr().includes(" 408 "), 2000, "the 408 line");
+    expect(proxy.stderr()).toMatch(/ 408 [\d.]+ms in=\d+B out=0B proxy_error reason=request_timeout\n/);
     expect(res.ms).toBeGreaterThanOrEqual(1900);
     expect(res.ms).toBeLessThan(4000);
     expect(up.hits()).toBe(0);
@@ -130,6 +132,8 @@ describe("limits", () => {
     const res = await raw(proxy.port, head.concat("x".repeat(200_000)), 6000, (t) => t.includes("}}"));
     expect(res.status).toBe(408);
     expect(res.text).toContain('"code":"request_timeout"');
+    await waitFor(() => proxy.stderr().includes(" 408 "), 2000, "the 408 line");
+    expect(proxy.stderr()).toMatch(/ 408 [\d.]+ms in=\d+B out=0B proxy_error reason=request_timeout\n/);
     expect(res.ms).toBeGreaterThanOrEqual(1900);
     expect(res.ms).toBeLessThan(4000);
     await waitFor(() => aborted, 2000, "upstream abort");
@@ -355,6 +359,8 @@ test("a chunked body with a trailer (Bun's listener answers 400 after the body):
   expect(res.status).toBe(400);
   await Bun.sleep(200);
   expect(received).not.toContain("0\r\n\r\n");
+  // Bun answered the 400 and closed the connection: for the proxy, the client is gone.
+  expect(proxy.stderr()).toMatch(/ 499 [\d.]+ms in=2B out=0B client_closed\n/);
   listener.stop(true);
   const good = await startUpstream();
   await stillServes(await startProxy({ args: ["--upstream-url", good.url] }));
