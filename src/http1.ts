@@ -25,6 +25,11 @@ export interface UpstreamRequest {
   headers: Headers;
   body?: Uint8Array | BodyReader;
   signal: AbortSignal;
+  /**
+   * Whose connections it may use: connections are pooled per owner (a local user) and never
+   * carry another owner's request. Undefined: a new connection, closed after the exchange.
+   */
+  owner?: string;
 }
 
 /** The upstream's answer. */
@@ -69,7 +74,7 @@ export function isStreamed(body: UpstreamRequest["body"]): body is BodyReader {
 }
 
 /** An upstream that answers with a head larger than this is broken (or hostile). */
-const MAX_RESPONSE_HEAD = 1 << 20;
+export const MAX_RESPONSE_HEAD = 1 << 20;
 /** A chunk-size or trailer line longer than this is malformed. */
 const MAX_LINE = 8 * 1024;
 /** Idle pooled sockets are closed after this long, well before a server is likely to drop them. */
@@ -287,8 +292,11 @@ class Connection {
     let start = 0;
     for (;;) {
       const end = buf.indexOf("\r\n\r\n", start, "latin1");
+      // The limit is exact: a head over it is refused whether its end came in this read or not.
+      if ((end < 0 ? buf.byteLength : end + 4) - start > MAX_RESPONSE_HEAD) {
+        throw bad("UPSTREAM_HEAD_TOO_LARGE", "upstream response head is too large");
+      }
       if (end < 0) {
-        if (buf.byteLength - start > MAX_RESPONSE_HEAD) throw bad("UPSTREAM_HEAD_TOO_LARGE", "upstream response head is too large");
         this.head = start === 0 ? buf : buf.subarray(start);
         return;
       }
@@ -312,6 +320,8 @@ class Connection {
         if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw bad("UPSTREAM_BAD_RESPONSE", "malformed upstream header");
         const name = line.slice(0, colon).toLowerCase();
         const value = line.slice(colon + 1).trim();
+        // Control bytes (but tab) in a value: never passed on, to a client's terminal or parser.
+        if (CONTROL.test(value)) throw bad("UPSTREAM_BAD_RESPONSE", "control bytes in an upstream header value");
         if (name === "content-length") {
           if (!/^\d{1,15}$/.test(value) || (length >= 0 && Number(value) !== length)) {
             throw bad("UPSTREAM_BAD_RESPONSE", "malformed upstream Content-Length");
@@ -527,6 +537,7 @@ class Connection {
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 function bad(code: string, message: string): UpstreamError {
   return new UpstreamError(code, message);
@@ -565,13 +576,17 @@ const HANDLERS: SocketHandler<Connection> = {
   },
 };
 
+/** The idle connections of one owner (or, when `reusable` is false, none: each is closed after use). */
 class Pool {
   readonly hostname: string;
   readonly port: number;
   readonly tls: boolean;
   private readonly idle: Connection[] = [];
 
-  constructor(url: URL) {
+  constructor(
+    url: URL,
+    private readonly reusable: boolean,
+  ) {
     this.tls = url.protocol === "https:";
     this.hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
     this.port = Number(url.port) || (this.tls ? 443 : 80);
@@ -584,7 +599,7 @@ class Pool {
   }
 
   put(conn: Connection) {
-    if (this.idle.length >= MAX_IDLE) return conn.destroy();
+    if (!this.reusable || this.idle.length >= MAX_IDLE) return conn.destroy();
     conn.socket!.timeout(IDLE_SECONDS);
     this.idle.push(conn);
   }
@@ -610,24 +625,39 @@ export function requestHead(target: string, host: string, headers: Headers, body
 
 /** A client for the one upstream URL. */
 export function http1Client(url: URL): Send {
-  const pool = new Pool(url);
+  // SECURITY: one pool per owner. A socket that carried one local user's exchange must never
+  // carry another's request: bytes an upstream sends after a response (a second response, a body
+  // on a 204, bytes past Content-Length) racing the next request would reach that next client.
+  const pools = new Map<string, Pool>();
+  const poolFor = (owner: string | undefined): Pool => {
+    if (owner === undefined) return new Pool(url, false);
+    let pool = pools.get(owner);
+    if (!pool) pools.set(owner, (pool = new Pool(url, true)));
+    return pool;
+  };
   const target = url.pathname + url.search;
   return async (req) => {
     const head = requestHead(target, url.host, req.headers, req.body);
+    const pool = poolFor(req.owner);
+    let retried = false;
     for (;;) {
       if (req.signal.aborted) throw req.signal.reason;
-      const conn = pool.take() ?? (await new Connection(pool).open());
+      const conn = (retried ? undefined : pool.take()) ?? (await new Connection(pool).open());
       if (req.signal.aborted) {
-        pool.put(conn); // healthy and unused: the next request may have it
+        pool.put(conn); // healthy and unused: the owner's next request may have it
         throw req.signal.reason;
       }
       try {
         return await conn.send(head, req);
       } catch (err) {
         // A pooled socket the upstream closed just as we reused it, before answering a byte: the
-        // request was not processed; send it again on another socket, as browsers do. Only when
-        // the body is still in hand (never a stream that is half consumed).
-        if (err instanceof UpstreamError && err.stale && !isStreamed(req.body)) continue;
+        // request was not processed; send it again, as browsers do — ONCE, on a NEW connection
+        // (another pooled socket may be just as stale: each try could be a billed request), and
+        // only when the body is still in hand (never a stream that is half consumed).
+        if (!retried && err instanceof UpstreamError && err.stale && !isStreamed(req.body)) {
+          retried = true;
+          continue;
+        }
         throw err;
       }
     }

@@ -55,8 +55,17 @@ function fromStream(stream: ReadableStream<Uint8Array>): UpstreamBody {
 }
 
 export function fetchTransport(url: string): Send {
-  return async ({ headers, body, signal }) => {
-    const res = await fetch(url, {
+  // As in http1.ts: one connection pool per owner (a Bun.FetchSession never shares its connections
+  // with another), and for an unknown owner a session that keeps no connection.
+  const sessions = new Map<string, Bun.FetchSession>();
+  const sessionFor = (owner: string | undefined): Bun.FetchSession => {
+    if (owner === undefined) return new Bun.FetchSession({ keepAlive: false });
+    let session = sessions.get(owner);
+    if (!session) sessions.set(owner, (session = new Bun.FetchSession()));
+    return session;
+  };
+  return async ({ headers, body, signal, owner }) => {
+    const res = await sessionFor(owner).fetch(url, {
       method: "POST",
       headers,
       body: isStreamed(body) ? toStream(body) : body,

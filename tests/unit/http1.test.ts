@@ -2,7 +2,7 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { type BodyReader, http1Client, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/http1";
+import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/http1";
 import { proxyConfigured } from "../../src/proxy-env";
 
 interface RawUpstream {
@@ -63,8 +63,13 @@ async function rawUpstream(answer: (sock: net.Socket, n: number) => void): Promi
 }
 
 const JSON_BODY = new TextEncoder().encode('{"model":"m"}');
-const post = (send: ReturnType<typeof http1Client>, body: Uint8Array | BodyReader | undefined = JSON_BODY, signal = new AbortController().signal) =>
-  send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal });
+const post = (
+  send: ReturnType<typeof http1Client>,
+  body: Uint8Array | BodyReader | undefined = JSON_BODY,
+  signal = new AbortController().signal,
+  owner: string | null = "uid:0", // null: no owner
+) =>
+  send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal, owner: owner ?? undefined });
 
 /** Everything the body's sink receives; rejects when the body ends with an error. */
 function collect(body: UpstreamBody, write: (chunk: Uint8Array) => Promise<unknown> | undefined = () => undefined): Promise<Buffer> {
@@ -161,12 +166,26 @@ for (const [name, wire] of [
   ["a negative Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"],
   ["status 700", "HTTP/1.1 700 Odd\r\nContent-Length: 0\r\n\r\n"],
   ["101 unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"],
+  ["an escape sequence in a header value", "HTTP/1.1 200 OK\r\nX-A: \x1b]0;owned\x07\r\nContent-Length: 0\r\n\r\n"],
+  ["a NUL byte in a header value", "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n"],
+  ["a bare LF in a header value", "HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\nContent-Length: 0\r\n\r\n"],
+  ["DEL in a header value", "HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 0\r\n\r\n"],
+  ["a head one byte over the limit, whole in one read", `HTTP/1.1 200 OK\r\nX-A: ${"a".repeat(MAX_RESPONSE_HEAD - 44)}\r\nContent-Length: 0\r\n\r\n`],
 ] as const) {
   test(`malformed answer (${name}): rejected before a response exists`, async () => {
     const up = await rawUpstream((s) => s.write(wire));
     await expect(post(http1Client(up.url))).rejects.toMatchObject({ code: expect.stringMatching(/^UPSTREAM_/) });
   });
 }
+
+test("a header value with a tab is kept; a head of exactly the limit is accepted", async () => {
+  const exact = `HTTP/1.1 200 OK\r\nX-A: ${"a".repeat(MAX_RESPONSE_HEAD - 45)}\r\nContent-Length: 0\r\n\r\n`;
+  expect(exact.length).toBe(MAX_RESPONSE_HEAD);
+  const up = await rawUpstream((s, n) => s.write(n === 0 ? "HTTP/1.1 200 OK\r\nX-T: a\tb\r\nContent-Length: 0\r\n\r\n" : exact));
+  const send = http1Client(up.url);
+  expect((await post(send)).headers.get("x-t")).toBe("a\tb");
+  expect((await post(send)).status).toBe(200);
+});
 
 test("a bad chunk size mid-body errors the body stream, not silently ends it", async () => {
   const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n"));
@@ -194,6 +213,38 @@ test("a pooled socket the upstream closed as it was reused: the request is sent 
   expect(await text(await post(send))).toBe("ok");
   expect(await text(await post(send))).toBe("ok");
   expect(up.heads.map((h) => h.conn)).toEqual([0, 0, 1]); // the second request arrived twice
+});
+
+test("a stale pooled socket is retried once, on a new connection: never on the next pooled one, never twice", async () => {
+  // Five pooled sockets, then the upstream closes every connection as soon as it reads a request.
+  let closing = false;
+  const up = await rawUpstream((s) => {
+    if (closing) return s.destroy();
+    setTimeout(() => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 20);
+  });
+  const send = http1Client(up.url);
+  const warm = await Promise.all(Array.from({ length: 5 }, () => post(send)));
+  for (const r of warm) await text(r);
+  expect(up.connections).toBe(5);
+  closing = true;
+  const before = up.heads.length;
+  await expect(post(send)).rejects.toMatchObject({ code: "UPSTREAM_CLOSED" });
+  expect(up.heads.length - before).toBe(2); // the request reached the upstream twice at most
+  expect(up.connections).toBe(6); // and the second time on a new connection
+});
+
+test("connections are pooled per owner: one owner's socket never carries another's request", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  const send = http1Client(up.url);
+  await text(await post(send, JSON_BODY, undefined, "uid:0"));
+  await text(await post(send, JSON_BODY, undefined, "uid:65534"));
+  await text(await post(send, JSON_BODY, undefined, "uid:0"));
+  await text(await post(send, JSON_BODY, undefined, "uid:65534"));
+  expect(up.heads.map((h) => h.conn)).toEqual([0, 1, 0, 1]);
+  // An owner nobody could name gets a connection of its own each time, kept by no pool.
+  await text(await post(send, JSON_BODY, undefined, null));
+  await text(await post(send, JSON_BODY, undefined, null));
+  expect(up.heads.slice(4).map((h) => h.conn)).toEqual([2, 3]);
 });
 
 test("a fresh socket closed before any answer is not retried: the error surfaces", async () => {
