@@ -20,6 +20,9 @@ export interface Config {
   maxHeaderBytes: number;
   clientTimeout: number;
   upstreamTimeout: number;
+  /** --allow-user / --allow-group (names or numbers, as given): who may use the proxy. */
+  allowUsers: string[];
+  allowGroups: string[];
   /** --github-oidc: the credential is a refreshed OpenAI access token, not a key. */
   oidc?: OidcConfig;
 }
@@ -48,6 +51,8 @@ const STRING_FLAGS = [
   ...OIDC_FLAGS,
 ];
 const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version", "github-oidc"];
+/** String flags that may be given more than once. */
+const LIST_FLAGS = ["allow-user", "allow-group"];
 
 export const USAGE = `responses-api-proxy ${VERSION}
 A strict local proxy for the OpenAI Responses API. It forwards only POST /v1/responses to the
@@ -66,6 +71,8 @@ Usage: responses-api-proxy [options]
   --dump-dir <DIR>          write every exchange as JSON files into DIR (mode 0700; secrets redacted)
   --quiet                   no log line for a successful request (refusals and failures are logged)
   --log-format <FORMAT>     text (default) or json: one JSON object per line, for log shippers
+  --allow-user <NAME|UID>   only these local users may use the proxy (repeatable; Linux); others get 403
+  --allow-group <NAME|GID>  only members of these groups may (repeatable; with --allow-user: either)
   --max-body-bytes <N>      largest request body; larger gets 413 (default ${DEFAULTS.maxBodyBytes})
   --max-concurrent <N>      most exchanges forwarded at once, 1-65535; more get 503
                             (default ${DEFAULTS.maxConcurrent}; behind an HTTP(S) proxy, above 256 the binary
@@ -153,10 +160,10 @@ export function parseUpstreamUrl(raw: string): URL {
 export function parseArgs(argv: string[]): Command {
   const unknown: string[] = [];
   const alias: Record<string, string[]> = { help: ["h"], version: ["V"] };
-  for (const f of [...STRING_FLAGS, ...BOOLEAN_FLAGS]) alias[f] ??= [];
+  for (const f of [...STRING_FLAGS, ...LIST_FLAGS, ...BOOLEAN_FLAGS]) alias[f] ??= [];
   const args = mri(argv, {
     // mri pushes alias names into these arrays: hand it copies, never the module's constants.
-    string: [...STRING_FLAGS],
+    string: [...STRING_FLAGS, ...LIST_FLAGS],
     boolean: [...BOOLEAN_FLAGS],
     alias,
     unknown: (flag) => {
@@ -173,6 +180,12 @@ export function parseArgs(argv: string[]): Command {
     if (Array.isArray(v)) throw new UsageError(`--${flag} given more than once`);
     if (v === "") throw new UsageError(`--${flag} needs a value`);
     return String(v);
+  };
+  const list = (flag: string): string[] => {
+    const v = args[flag];
+    const values = v === undefined ? [] : (Array.isArray(v) ? v : [v]).map(String);
+    for (const value of values) if (!/^[A-Za-z0-9._-][A-Za-z0-9._$-]*$/.test(value)) throw new UsageError(`--${flag} needs a user or group name or number, got "${value}"`);
+    return values;
   };
   const bool = (flag: string): boolean => {
     const v = args[flag];
@@ -198,6 +211,8 @@ export function parseArgs(argv: string[]): Command {
       dumpDir: str("dump-dir"),
       quiet: bool("quiet"),
       logFormat: logFormat(str("log-format")),
+      allowUsers: list("allow-user"),
+      allowGroups: list("allow-group"),
       maxBodyBytes: num("max-body-bytes", DEFAULTS.maxBodyBytes, 1, Number.MAX_SAFE_INTEGER),
       maxConcurrent: num("max-concurrent", DEFAULTS.maxConcurrent, 1, 65535),
       maxHeaderBytes: num("max-header-bytes", DEFAULTS.maxHeaderBytes, 1024, MAX_HEADER_CEILING),

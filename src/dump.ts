@@ -1,6 +1,6 @@
 // --dump-dir: each forwarded exchange as two JSON files, for debugging what an agent sent and got.
 // Secrets are redacted; files are private; dumping never delays or breaks the exchange.
-import { chmodSync, lstatSync, mkdirSync } from "node:fs";
+import { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, statSync } from "node:fs";
 import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ExchangeEnd, Tap } from "./forward";
@@ -70,7 +70,7 @@ class BodyRecorder {
  * 0700 when missing; refused when it is a symlink (it could point anywhere root can write) or
  * not a folder. Throws an Error with a one-line message.
  */
-export function prepareDumpDir(dir: string): void {
+export function prepareDumpDir(dir: string): string {
   let stat;
   try {
     stat = lstatSync(dir);
@@ -78,10 +78,31 @@ export function prepareDumpDir(dir: string): void {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700); // whatever the umask
-    return;
+    stat = lstatSync(dir);
   }
   if (stat.isSymbolicLink()) throw new Error(`${dir} is a symbolic link; give the real folder`);
   if (!stat.isDirectory()) throw new Error(`${dir} is not a folder`);
+  const me = process.getuid?.();
+  if (me !== undefined) {
+    // Dumps hold every prompt and answer: the folder must be ours alone to change, and so must
+    // every folder on the way to it (another user who can rename an entry there can swap ours).
+    if (stat.uid !== me) throw new Error(`${dir} is owned by uid ${stat.uid}, not by the proxy's user (uid ${me})`);
+    if (stat.mode & 0o022) throw new Error(`${dir} is writable by its group or by others; chmod go-w it (0700 is best)`);
+    const real = realpathSync(dir);
+    for (let up = dirname(real); ; up = dirname(up)) {
+      const a = statSync(up);
+      const sticky = (a.mode & 0o1000) !== 0; // /tmp: others may add entries, never rename ours
+      if ((a.uid !== 0 && a.uid !== me) || ((a.mode & 0o022) !== 0 && !sticky)) {
+        throw new Error(`${dir} is reached through ${up}, which another user can change; use a folder under one only root and the proxy's user control`);
+      }
+      if (up === dirname(up)) break;
+    }
+  }
+  // Every dump is written relative to this descriptor, opened now: whatever later happens to the
+  // path (renamed, swapped for a symlink), no dump lands anywhere but in this very folder.
+  if (process.platform !== "linux") return dir;
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  return `/proc/self/fd/${fd}`;
 }
 
 /**
@@ -107,20 +128,21 @@ async function writeExclusive(path: string, data: string): Promise<void> {
 export class Dumper {
   private seq = 0;
 
+  /** `base`: where files are written (prepareDumpDir's answer); `dir`: the folder as given, for messages. */
   constructor(
+    private readonly base: string,
     private readonly dir: string,
     private readonly warn: (line: string) => void,
   ) {}
 
   private write(name: string, record: object): void {
-    const path = join(this.dir, name);
-    writeExclusive(path, `${JSON.stringify(record, null, 2)}\n`).catch((err: NodeJS.ErrnoException) =>
-      this.warn(`dump: cannot write ${path} (${err.code ?? err.name})`),
+    writeExclusive(join(this.base, name), `${JSON.stringify(record, null, 2)}\n`).catch((err: NodeJS.ErrnoException) =>
+      this.warn(`dump: cannot write ${join(this.dir, name)} (${err.code ?? err.name})`),
     );
   }
 
   /** The observer of one exchange. */
-  tap(req: Request): Partial<Tap> & { requestEnd(): void } {
+  tap(req: Request, user?: string): Partial<Tap> & { requestEnd(): void } {
     const seq = ++this.seq;
     const unixMs = Date.now();
     const requestBody = new BodyRecorder();
@@ -129,7 +151,12 @@ export class Dumper {
     let status = 0;
     let headers: HeaderEntry[] = [];
     // `url` is the request target as the client sent it, as in the reference (not scheme://host/…).
-    const requestHead = { method: req.method, url: requestTarget(req.url), headers: redactedHeaders(req.headers) };
+    const requestHead = {
+      method: req.method,
+      url: requestTarget(req.url),
+      ...(user ? { user } : {}),
+      headers: redactedHeaders(req.headers),
+    };
 
     const writeRequest = (complete: boolean) => {
       if (requestWritten) return;

@@ -10,6 +10,7 @@ export type ProxyErrorCode =
   | "request_timeout"
   | "request_header_too_large"
   | "client_body_error"
+  | "user_not_allowed"
   | "internal_error";
 
 export function proxyErrorBody(code: ProxyErrorCode, message: string): string {

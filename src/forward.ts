@@ -172,7 +172,8 @@ function streamedBody(
   };
 }
 
-export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Promise<Response> {
+/** `owner`: whose upstream connections this exchange may use (http1.ts); undefined: a new one. */
+export async function forward(req: Request, opts: ForwardOptions, owner: string | undefined, tap: Tap): Promise<Response> {
   const state = { bytesIn: 0, failure: undefined as BodyFailure | undefined, cancelled: false };
   let ended = false;
   const end = (summary: Omit<ExchangeEnd, "bytesIn">) => {
@@ -239,7 +240,7 @@ export async function forward(req: Request, opts: ForwardOptions, tap: Tap): Pro
 
   let upstream: UpstreamResponse;
   try {
-    upstream = await opts.send({ headers: rewriteUpstreamHeaders(req.headers, credential.authorization), body, signal });
+    upstream = await opts.send({ headers: rewriteUpstreamHeaders(req.headers, credential.authorization), body, signal, owner });
   } catch (err) {
     if (state.failure) return fail(state.failure.failure);
     if (timedOut && !req.signal.aborted) {

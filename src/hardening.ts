@@ -25,6 +25,13 @@ const MCL_ONFAULT = 4; // lock pages when first touched, not every reserved mapp
 const RLIMIT_CORE = 4; // the same number on Linux, macOS and FreeBSD
 const RLIMIT_NOFILE: Record<Platform, number> = { linux: 7, darwin: 8, freebsd: 8 };
 
+/**
+ * Of those, the ones that make the loader run code of the caller's choosing in this very process,
+ * before any line of ours: start-up refuses them (a preloaded library could already have read
+ * the key off stdin by the time it arrives). The rest are only removed.
+ */
+const LOADER_CODE = /^(LD_PRELOAD|LD_AUDIT|LD_LIBRARY_PATH|DYLD_.*)$/;
+
 /** Variables that make the dynamic loader (now or in a child) load foreign code. */
 export function loaderVariables(env: Record<string, string | undefined>, platform: string): string[] {
   const prefixes =
@@ -97,6 +104,8 @@ export interface HardeningReport {
   warnings: string[];
   /** OPENAI_API_KEY was in our environment (now wiped and removed). */
   inheritedKey: boolean;
+  /** Loader variables (LD_PRELOAD …) set at launch: the loader acted on them before our first line. */
+  loaderAtLaunch: string[];
   /**
    * Waits up to `ms` for fd 0 to have input (or its end); false when it stayed quiet. poll(2) from
    * the same C library handle: key intake itself stays a blocking read(2), and this only tells
@@ -123,9 +132,10 @@ function applyHardening(): HardeningReport {
   const applied: string[] = [];
   const platform = process.platform;
   const inheritedKey = process.env.OPENAI_API_KEY !== undefined;
+  const loaderAtLaunch = loaderVariables(process.env, platform).filter((name) => LOADER_CODE.test(name));
   if (platform !== "linux" && platform !== "darwin" && platform !== "freebsd") {
     delete process.env.OPENAI_API_KEY;
-    return { applied, warnings, inheritedKey };
+    return { applied, warnings, inheritedKey, loaderAtLaunch };
   }
 
   const { fn, errno, describe } = openLibc(platform);
@@ -169,7 +179,7 @@ function applyHardening(): HardeningReport {
   for (const name of loaderVariables(process.env, platform)) delete process.env[name];
 
   if (inheritedKey) scrubInheritedKey(fn);
-  return { applied, warnings, inheritedKey, stdinReady: (ms) => stdinReady(fn, ms) };
+  return { applied, warnings, inheritedKey, loaderAtLaunch, stdinReady: (ms) => stdinReady(fn, ms) };
 }
 
 /**

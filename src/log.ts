@@ -36,6 +36,9 @@ export interface RequestRecord {
   cause?: string;
   /** The upstream's `x-request-id`, what OpenAI's support asks for. */
   requestId?: string;
+  /** The local user who sent it (`alice(1000)`, `unknown`), where the platform can tell. */
+  user?: string;
+  uid?: number;
 }
 
 export interface StartRecord {
@@ -80,12 +83,14 @@ export class Logger {
     const outcome = r.outcome && r.outcome !== "complete" ? r.outcome : undefined;
     if (this.format === "json") {
       return this.json("request", {
+        ...(r.user && { user: r.user.replace(/\(\d+\)$/, ""), uid: r.uid ?? null }),
         method, path, status: r.status, ms: Number(r.ms.toFixed(1)), bytes_in: r.bytesIn, bytes_out: r.bytesOut,
         ...(outcome && { outcome }), ...(r.reason && { reason: r.reason }), ...(r.cause && { cause: r.cause }),
         ...(r.requestId && { request_id: r.requestId }),
       });
     }
-    let line = `${new Date().toISOString()} ${method} ${path} ${r.status} ${r.ms.toFixed(1)}ms in=${r.bytesIn}B out=${r.bytesOut}B`;
+    const user = r.user ? ` user=${r.user}` : "";
+    let line = `${new Date().toISOString()}${user} ${method} ${path} ${r.status} ${r.ms.toFixed(1)}ms in=${r.bytesIn}B out=${r.bytesOut}B`;
     if (outcome) line += ` ${outcome}`;
     if (r.reason) line += ` reason=${r.reason}`;
     if (r.cause) line += ` cause=${r.cause}`;

@@ -1,5 +1,5 @@
 // The server-info file: {"port":N,"pid":N}\n, written atomically once the listener is bound.
-import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export function serverInfoLine(port: number, pid: number): string {
@@ -13,7 +13,12 @@ export function serverInfoLine(port: number, pid: number): string {
  */
 export function writeServerInfo(path: string, port: number, pid: number): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  // Folders created for it are 0755 whatever the umask: other users must reach the file.
+  const first = mkdirSync(dir, { recursive: true, mode: 0o755 });
+  if (first) for (let d = dir; ; d = dirname(d)) {
+    chmodSync(d, 0o755);
+    if (d === first || d === dirname(d)) break;
+  }
   const tmp = join(dir, `.${basename(path)}.${pid}.${Date.now()}.tmp`);
   const fd = openSync(tmp, "wx", 0o644);
   try {

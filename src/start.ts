@@ -1,5 +1,6 @@
 // Start-up after hardening, in the SPEC's order: command line, environment, key, listener,
 // server info, "listening" line. Every failure is one line on stderr and a documented exit code.
+import { existsSync, readFileSync } from "node:fs";
 import { isatty } from "node:tty";
 import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./api-key";
 import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
@@ -11,9 +12,15 @@ import { OidcCredential, OidcError, REQUEST_TOKEN } from "./github-oidc";
 import type { HardeningReport } from "./hardening";
 import { Logger, NAME, stderrLine } from "./log";
 import { startProxy } from "./server";
+import { openPeerUsers, type PeerUsers } from "./peer-user";
 import { removeServerInfo, writeServerInfo } from "./server-info";
+import { parseGroup, parsePasswd, UserError, UserPolicy } from "./users";
 
 const SHUTDOWN_GRACE_MS = 5000;
+
+const readIfThere = (path: string) => (existsSync(path) ? readFileSync(path, "utf8") : "");
+const accounts = () => parsePasswd(readIfThere("/etc/passwd"));
+const groups = () => parseGroup(readIfThere("/etc/group"));
 /** How long stdin may stay silent before the proxy says it is waiting for the key. */
 const KEY_NOTICE_MS = 2000;
 
@@ -49,18 +56,47 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     log.warning("OPENAI_API_KEY was set in the proxy's environment and has been removed; start it with `env -u OPENAI_API_KEY`");
   }
 
+  if (hardening.loaderAtLaunch.length) {
+    fail(
+      `refusing to start: ${hardening.loaderAtLaunch.join(", ")} was set at launch, so the dynamic loader ran code of ` +
+        "the caller's choosing inside this process before it could refuse; start it with a cleared environment " +
+        "(env -i PATH=/usr/bin:/bin …, see the README)",
+      1,
+    );
+  }
   const refusal = unsafeEnvironment(process.env);
   if (refusal) fail(refusal, 1);
 
+  // Local users: names for the log, and who may use the key (before the key is read).
+  let users: UserPolicy;
+  try {
+    users = new UserPolicy(accounts(), groups(), config.allowUsers, config.allowGroups);
+  } catch (err) {
+    fail(err instanceof UserError ? err.message : `cannot read the local users (${describeError(err)})`, 1);
+  }
+  let peerUsers: PeerUsers | undefined;
+  let peersOpened = false;
+  const peers = () => {
+    if (!peersOpened) {
+      peersOpened = true;
+      peerUsers = openPeerUsers();
+    }
+    return peerUsers;
+  };
+  if (users.restricted && !peers()) {
+    fail("--allow-user and --allow-group need Linux's socket table to tell which local user opened a connection; this platform cannot tell", 1);
+  }
+
   let dumper: Dumper | undefined;
   if (config.dumpDir) {
+    let base: string;
     try {
-      prepareDumpDir(config.dumpDir);
+      base = prepareDumpDir(config.dumpDir);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       fail(`cannot use --dump-dir: ${e.code ? `${config.dumpDir} (${e.code})` : e.message}`, 1);
     }
-    dumper = new Dumper(config.dumpDir, (line) => log.warning(line));
+    dumper = new Dumper(base, config.dumpDir, (line) => log.warning(line));
   }
 
   // 3. The key (or, with --github-oidc, the runner's request token): stdin only, never a terminal.
@@ -106,7 +142,9 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   try {
     server = startProxy(config, credential, {
       log,
-      tap: dumper && ((req) => dumper.tap(req)),
+      users,
+      peers,
+      tap: dumper && ((req, user) => dumper.tap(req, user)),
       shutdown() {
         server.stop();
         setTimeout(() => exit("/shutdown"), 100); // lets the 200 reach the client first

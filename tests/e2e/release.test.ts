@@ -62,12 +62,16 @@ describe("npm run release", () => {
     await serveOneAndShutDown(bin, baseEnv());
   });
 
-  test("the linux-x64-musl artifact starts, serves one request and shuts down", async () => {
+  test("the linux-x64-musl artifact runs, hardens, and refuses the loader variables Debian needs to run it", async () => {
+    // On Debian it runs only with LD_LIBRARY_PATH and LD_PRELOAD (helpers.ts), which the proxy
+    // refuses at launch; on Alpine, where it is native, it needs neither.
     const musl = muslEnvironment(mkdtempSync(join(tmpdir(), "rap-relmusl-")));
     if ("skip" in musl) return skip(musl.skip);
     const bin = artifact("linux-x64-musl");
     expect(Bun.spawnSync([bin, "--version"], { env: musl.env }).stdout.toString()).toBe(`${version}\n`);
-    await serveOneAndShutDown(bin, musl.env);
+    const run = Bun.spawnSync([bin], { env: musl.env, stdin: new Blob([`${KEY}\n`]) });
+    expect(run.exitCode).toBe(1); // hardening passed (else 5 or 7), then start-up refused
+    expect(run.stderr.toString()).toContain("refusing to start: LD_LIBRARY_PATH, LD_PRELOAD was set at launch");
   });
 });
 
@@ -144,5 +148,21 @@ describe("README CI sidecar snippet", () => {
     expect(out + err).not.toContain(KEY);
     // /shutdown stopped it: no proxy process is left.
     await waitFor(() => Bun.spawnSync(["pgrep", "-f", `${work}/responses-api-proxy`]).exitCode !== 0, 3000, "proxy exit");
+  });
+
+  test("an empty secret (a fork's pull request): the snippet fails at once with the proxy's own error line", async () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const snippet = /<!-- ci-sidecar:begin -->\n```shell\n([\s\S]*?)```\n<!-- ci-sidecar:end -->/.exec(readme)![1]!;
+    const work = mkdtempSync(join(tmpdir(), "rap-sidecar-"));
+    copyFileSync(BIN, join(work, "responses-api-proxy"));
+    chmodSync(join(work, "responses-api-proxy"), 0o755);
+    const started = Date.now();
+    const proc = Bun.spawn(["bash", "-e", "-c", snippet], { cwd: work, env: baseEnv({ OPENAI_API_KEY: "" }), stdout: "pipe", stderr: "pipe" });
+    const code = await proc.exited;
+    const err = await new Response(proc.stderr).text();
+    expect(code).not.toBe(0);
+    expect(Date.now() - started).toBeLessThan(3000); // not the 10 s the wait loop allows
+    expect(err).toContain("responses-api-proxy: standard input held no API key");
+    expect(err).toContain("responses-api-proxy did not start");
   });
 });
