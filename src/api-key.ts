@@ -4,8 +4,9 @@
 // - The key is read with raw read(2) calls on fd 0 straight into ONE fixed 1024-byte buffer that
 //   already starts with "Bearer ". No stream, no readline, no string decoding before validation:
 //   each of those keeps its own copies of the bytes that we could never wipe.
-// - The only copy that survives is the header value string built once at the end; every request
-//   shares it. The buffer is zeroed on every path (success and each error) in `finally`.
+// - The only copy that survives is the header value's bytes, copied out once at the end and turned
+//   into the shared Authorization line (authorization.ts) by the caller, which zeroes them. The
+//   buffer is zeroed on every path (success and each error) in `finally`.
 // - Error messages never contain any byte of the input (a wrong shape is named, never quoted).
 import { readSync } from "node:fs";
 
@@ -70,10 +71,11 @@ function asciiLower(bytes: Uint8Array): string {
 }
 
 /**
- * Reads the first line of input and returns the header value "<prefix><secret>".
- * `buf` is the one buffer the secret ever lands in; it is zeroed before this returns or throws.
+ * Reads the first line of input and returns the header value "<prefix><secret>" as bytes (a
+ * copy the caller owns and zeroes). `buf` is the buffer the input lands in; it is zeroed before
+ * this returns or throws.
  */
-export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new Uint8Array(spec.bufferSize)): string {
+export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new Uint8Array(spec.bufferSize)): Uint8Array {
   const { prefix, messages } = spec;
   try {
     for (let i = 0; i < prefix.length; i++) buf[i] = prefix.charCodeAt(i);
@@ -100,8 +102,7 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
         throw new ApiKeyError(spec.misshapen?.(buf.subarray(prefix.length, keyEnd)) ?? messages.invalid);
       }
     }
-    // The one surviving copy: ASCII bytes decoded once into the shared header value.
-    return new TextDecoder("latin1").decode(buf.subarray(0, keyEnd));
+    return buf.slice(0, keyEnd);
   } finally {
     buf.fill(0);
   }

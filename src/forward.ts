@@ -1,12 +1,13 @@
 // Forwarding one allowed exchange: the client's body goes upstream, the upstream's response
 // streams back chunk by chunk as it arrives. Large bodies are never buffered whole.
+import type { AuthorizationLine } from "./authorization";
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
 import type { BodyReader, Send, UpstreamResponse } from "./http1";
 import { printableRequestId } from "./log";
 
-/** The Authorization value to inject now, or why there is none (answered with a 502). */
-export type Credential = () => { authorization: string } | { error: string };
+/** The Authorization line to inject now, or why there is none (answered with a 502). */
+export type Credential = () => { authorization: AuthorizationLine } | { error: string };
 
 export interface ForwardOptions {
   /** Sends the rewritten request to the upstream (transport.ts). */
@@ -240,7 +241,7 @@ export async function forward(req: Request, opts: ForwardOptions, owner: string 
 
   let upstream: UpstreamResponse;
   try {
-    upstream = await opts.send({ headers: rewriteUpstreamHeaders(req.headers, credential.authorization), body, signal, owner });
+    upstream = await opts.send({ headers: rewriteUpstreamHeaders(req.headers), authorization: credential.authorization, body, signal, owner });
   } catch (err) {
     if (state.failure) return fail(state.failure.failure);
     if (timedOut && !req.signal.aborted) {

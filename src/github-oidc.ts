@@ -4,6 +4,7 @@
 // SECURITY: the request token (from stdin), the GitHub ID token and the access token are secrets
 // held like the key: never logged, never in an error message, a dump or a response. Messages
 // name the step, the endpoint's origin and an HTTP status or error code, nothing else.
+import { AuthorizationLine } from "./authorization";
 import type { SecretSpec } from "./api-key";
 
 export const DEFAULT_TOKEN_URL = "https://auth.openai.com/oauth/token";
@@ -147,17 +148,21 @@ export function backoffMs(failures: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
 }
 
-/**
- * The current access token, refreshed in the background ahead of its expiry. Requests never wait
- * on a refresh: they use the token in hand while it is valid, and get the last refresh error
- * (for a 502) once it is not.
- */
 /** Where the token's life is reported: a refresh that failed is a warning, the rest notices. */
 export interface OidcLog {
   info(line: string): void;
   warning(line: string): void;
 }
 
+/** How long a replaced token's line is kept before it is wiped: a slow write may still send it. */
+const WIPE_AFTER_MS = 60_000;
+
+/**
+ * The current access token, refreshed in the background ahead of its expiry. Requests never wait
+ * on a refresh: they use the token in hand while it is valid, and get the last refresh error
+ * (for a 502) once it is not. Each token has one Authorization line (authorization.ts); a
+ * replaced one is wiped once no write can still be sending it.
+ */
 export class OidcCredential {
   private failures = 0;
   private lastError = "";
@@ -165,22 +170,29 @@ export class OidcCredential {
   private constructor(
     private readonly config: OidcConfig,
     private readonly requestAuthorization: string,
-    private token: AccessToken & { expiresAt: number },
+    private token: { line: AuthorizationLine; expiresAt: number; expiresIn: number },
     private readonly log: OidcLog,
   ) {
     this.schedule(refreshDelayMs(token.expiresIn));
+  }
+
+  private static held(token: AccessToken) {
+    const value = Buffer.from(token.authorization, "latin1");
+    const line = AuthorizationLine.from(value);
+    value.fill(0);
+    return { line, expiresAt: Date.now() + token.expiresIn * 1000, expiresIn: token.expiresIn };
   }
 
   /** The first exchange, before the proxy reports itself listening. Throws OidcError. */
   static async start(config: OidcConfig, requestAuthorization: string, log: OidcLog): Promise<OidcCredential> {
     const token = await obtainAccessToken(config, requestAuthorization);
     log.info(`github-oidc: access token obtained, valid for ${token.expiresIn} s`);
-    return new OidcCredential(config, requestAuthorization, { ...token, expiresAt: Date.now() + token.expiresIn * 1000 }, log);
+    return new OidcCredential(config, requestAuthorization, OidcCredential.held(token), log);
   }
 
   /** The Authorization header value, or why there is no valid token. */
-  current(): { authorization: string } | { error: string } {
-    if (Date.now() < this.token.expiresAt) return { authorization: this.token.authorization };
+  current(): { authorization: AuthorizationLine } | { error: string } {
+    if (Date.now() < this.token.expiresAt) return { authorization: this.token.line };
     return { error: `the OpenAI access token expired and could not be refreshed (${this.lastError || "refresh pending"})` };
   }
 
@@ -191,7 +203,9 @@ export class OidcCredential {
   private async refresh(): Promise<void> {
     try {
       const token = await obtainAccessToken(this.config, this.requestAuthorization);
-      this.token = { ...token, expiresAt: Date.now() + token.expiresIn * 1000 };
+      const old = this.token.line;
+      this.token = OidcCredential.held(token);
+      setTimeout(() => old.wipe(), WIPE_AFTER_MS).unref();
       this.failures = 0;
       this.lastError = "";
       this.log.info(`github-oidc: access token refreshed, valid for ${token.expiresIn} s`);

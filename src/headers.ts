@@ -36,16 +36,16 @@ const REPLACED_UPSTREAM = new Set([
 
 /**
  * Client headers → upstream headers, rewritten in place (the request's own Headers object is sent
- * on; a copy per request was measurable): hop-by-hop and replaced headers out, the key in.
+ * on; a copy per request was measurable): hop-by-hop and replaced headers out. The key goes in
+ * by the transport, as its own line (authorization.ts), never into these Headers.
  */
-export function rewriteUpstreamHeaders(headers: Headers, authorization: string): Headers {
+export function rewriteUpstreamHeaders(headers: Headers): Headers {
   const named = connectionNamed(headers);
   const drop: string[] = [];
   for (const name of headers.keys()) {
     if (HOP_BY_HOP.has(name) || named.has(name) || REPLACED_UPSTREAM.has(name)) drop.push(name);
   }
   for (const name of drop) headers.delete(name);
-  headers.set("authorization", authorization);
   return headers;
 }
 

@@ -12,6 +12,7 @@
 // - nothing here times out an exchange: a reasoning model may be quiet for minutes.
 // With an HTTP(S) proxy configured, `transport.ts` uses fetch instead (Bun implements the proxy).
 import type { Socket, SocketHandler } from "bun";
+import type { AuthorizationLine } from "./authorization";
 import { relayed, release } from "./chunk-memory";
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
@@ -21,8 +22,10 @@ export interface BodyReader {
 }
 
 export interface UpstreamRequest {
-  /** Already rewritten for the upstream: key in, hop-by-hop and Host out. */
+  /** Already rewritten for the upstream: hop-by-hop, Host and the client's Authorization out. */
   headers: Headers;
+  /** The key's header line, shared by every request: written as it is, never copied. */
+  authorization: AuthorizationLine;
   body?: Uint8Array | BodyReader;
   signal: AbortSignal;
   /**
@@ -81,6 +84,7 @@ const MAX_LINE = 8 * 1024;
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
+const CRLF = Buffer.from("\r\n", "latin1");
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 /** Statuses the fetch Response constructor accepts; anything else from an upstream is broken. */
@@ -189,16 +193,17 @@ class Connection {
       this.socket!.timeout(0); // pooled sockets have an idle timer; an exchange has none
       req.signal.addEventListener("abort", ex.onAbort, { once: true });
       const body = req.body;
-      if (isStreamed(body)) {
+      // The head goes out in three writes around the shared Authorization line: the key is never
+      // copied into a per-request buffer (authorization.ts). The body follows the blank line.
+      const streamed = isStreamed(body);
+      const parts = [head, req.authorization.line, streamed || !body ? CRLF : Buffer.concat([CRLF, body])];
+      const wrote = this.writeAll(parts);
+      if (streamed) {
         const chunked = !req.headers.has("content-length");
         ex.reader = body;
-        const wrote = this.write(head);
         void (wrote ? wrote.then(() => this.pump(ex, chunked)) : this.pump(ex, chunked)).catch((err) => this.fail(err, ex));
-      } else {
-        const wrote = this.write(body ? Buffer.concat([head, body]) : head);
-        if (wrote) wrote.then(() => this.sent(ex), (err) => this.fail(err, ex));
-        else this.sent(ex);
-      }
+      } else if (wrote) wrote.then(() => this.sent(ex), (err) => this.fail(err, ex));
+      else this.sent(ex);
     });
   }
 
@@ -235,6 +240,18 @@ class Connection {
     if (this.exchange !== ex) return;
     ex.requestSent = true;
     ex.reader = undefined;
+  }
+
+  /** Writes `parts` in order: undefined when the socket took them all at once, else a promise. */
+  private writeAll(parts: Uint8Array[]): Promise<void> | undefined {
+    for (let i = 0; i < parts.length; i++) {
+      const wrote = this.write(parts[i]!);
+      if (wrote) {
+        const rest = parts.slice(i + 1);
+        return rest.length ? wrote.then(() => this.writeAll(rest)) : wrote;
+      }
+    }
+    return undefined;
   }
 
   /** Writes all of `bytes`: undefined when the socket took it at once, else a promise for drain. */
@@ -610,7 +627,10 @@ class Pool {
   }
 }
 
-/** Serialises the request head; latin1 keeps header bytes as the client sent them. */
+/**
+ * Serialises the request head up to, not including, the Authorization line and the blank line
+ * that ends it (the connection writes those); latin1 keeps header bytes as the client sent them.
+ */
 export function requestHead(target: string, host: string, headers: Headers, body: UpstreamRequest["body"]): Buffer {
   // Header names and values come from a Headers object, which refuses CR, LF and NUL: no header
   // can smuggle a line into this head.
@@ -620,7 +640,7 @@ export function requestHead(target: string, host: string, headers: Headers, body
     if (isStreamed(body)) head += "transfer-encoding: chunked\r\n";
     else head += `content-length: ${body?.byteLength ?? 0}\r\n`;
   }
-  return Buffer.from(`${head}\r\n`, "latin1");
+  return Buffer.from(head, "latin1");
 }
 
 /** A client for the one upstream URL. */

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isatty } from "node:tty";
 import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./api-key";
+import { AuthorizationLine } from "./authorization";
 import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
 import { Dumper, prepareDumpDir } from "./dump";
 import { unsafeEnvironment } from "./environment";
@@ -105,7 +106,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   if (hardening.stdinReady && !hardening.stdinReady(KEY_NOTICE_MS)) {
     log.info(config.oidc ? "waiting for the GitHub OIDC request token on standard input (it keeps waiting)" : MESSAGES.waiting);
   }
-  let secret: string;
+  let secret: Uint8Array;
   try {
     secret = readSecret(stdinReader(), config.oidc ? REQUEST_TOKEN : API_KEY);
   } catch (err) {
@@ -116,13 +117,18 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   if (config.oidc) {
     // The first exchange happens before the proxy reports itself listening.
     try {
-      const oidc = await OidcCredential.start(config.oidc, secret, log);
+      // The request token goes to GitHub through fetch, which takes header values as strings.
+      const requestAuthorization = new TextDecoder("latin1").decode(secret);
+      secret.fill(0);
+      const oidc = await OidcCredential.start(config.oidc, requestAuthorization, log);
       credential = () => oidc.current();
     } catch (err) {
       fail(`github-oidc: ${err instanceof OidcError ? err.message : "unexpected error"}`, 1);
     }
   } else {
-    const fixed = { authorization: secret }; // built once, shared by every request
+    // The one copy of the key from here on: every request writes this same line (authorization.ts).
+    const fixed = { authorization: AuthorizationLine.from(secret) };
+    secret.fill(0);
     credential = () => fixed;
   }
 

@@ -64,7 +64,10 @@ export function fetchTransport(url: string): Send {
     if (!session) sessions.set(owner, (session = new Bun.FetchSession()));
     return session;
   };
-  return async ({ headers, body, signal, owner }) => {
+  return async ({ headers, authorization, body, signal, owner }) => {
+    // fetch takes header values only as strings: here each request makes a copy of the key (the
+    // HTTP/1.1 client does not; docs/security.md says what remains behind an HTTP proxy).
+    headers.set("authorization", authorization.value());
     const res = await sessionFor(owner).fetch(url, {
       method: "POST",
       headers,

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { API_KEY, BUFFER_SIZE, MESSAGES, readSecret, type Reader } from "../../src/api-key";
 
-/** The API key's header value, as start-up reads it. */
-const readAuthorization = (read: Reader, buf?: Uint8Array) => readSecret(read, API_KEY, buf);
+/** The API key's header value, as start-up reads it (bytes, shown here as text). */
+const readAuthorization = (read: Reader, buf?: Uint8Array) => new TextDecoder("latin1").decode(readSecret(read, API_KEY, buf));
 
 /** A reader that hands out `chunks` one per read call (like a pipe delivering pieces). */
 function chunked(...chunks: string[]): Reader {

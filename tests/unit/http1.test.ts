@@ -4,6 +4,7 @@ import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
 import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/http1";
 import { proxyConfigured } from "../../src/proxy-env";
+import { AuthorizationLine } from "../../src/authorization";
 
 interface RawUpstream {
   url: URL;
@@ -63,13 +64,14 @@ async function rawUpstream(answer: (sock: net.Socket, n: number) => void): Promi
 }
 
 const JSON_BODY = new TextEncoder().encode('{"model":"m"}');
+const AUTH = AuthorizationLine.from(new TextEncoder().encode("Bearer K"));
 const post = (
   send: ReturnType<typeof http1Client>,
   body: Uint8Array | BodyReader | undefined = JSON_BODY,
   signal = new AbortController().signal,
   owner: string | null = "uid:0", // null: no owner
 ) =>
-  send({ headers: new Headers({ authorization: "Bearer K", "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), body, signal, owner: owner ?? undefined });
+  send({ headers: new Headers({ "content-type": "application/json", ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}) }), authorization: AUTH, body, signal, owner: owner ?? undefined });
 
 /** Everything the body's sink receives; rejects when the body ends with an error. */
 function collect(body: UpstreamBody, write: (chunk: Uint8Array) => Promise<unknown> | undefined = () => undefined): Promise<Buffer> {
@@ -91,10 +93,10 @@ async function text(res: UpstreamResponse): Promise<string> {
 }
 
 test("request head: target with query, Host from the URL, headers as given, framing added only when missing", () => {
-  const head = requestHead("/v1/responses?x=1", "api.example:8443", new Headers({ authorization: "Bearer K", "content-length": "3" }), new Uint8Array(3)).toString("latin1");
-  expect(head).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\nauthorization: Bearer K\r\ncontent-length: 3\r\n\r\n");
-  expect(requestHead("/", "h", new Headers(), undefined).toString()).toContain("content-length: 0\r\n\r\n");
-  expect(requestHead("/", "h", new Headers(), new ReadableStream().getReader()).toString()).toContain("transfer-encoding: chunked\r\n\r\n");
+  const head = requestHead("/v1/responses?x=1", "api.example:8443", new Headers({ "content-length": "3" }), new Uint8Array(3)).toString("latin1");
+  expect(head).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\ncontent-length: 3\r\n");
+  expect(requestHead("/", "h", new Headers(), undefined).toString()).toEndWith("content-length: 0\r\n");
+  expect(requestHead("/", "h", new Headers(), new ReadableStream().getReader()).toString()).toEndWith("transfer-encoding: chunked\r\n");
   // A header value the client sent as latin1 bytes goes out as the same bytes.
   expect([...requestHead("/", "h", new Headers({ "x-l": "caf\u00e9" }), undefined)]).toContain(0xe9);
 });
@@ -104,6 +106,18 @@ test("proxy variables switch to fetch; NO_PROXY alone does not", () => {
   expect(proxyConfigured({ http_proxy: "http://p:3128" })).toBe(true);
   expect(proxyConfigured({ NO_PROXY: "*", HTTPS_PROXY: "" })).toBe(false);
   expect(proxyConfigured({})).toBe(false);
+});
+
+test("the wire: head, the shared Authorization line, the blank line, the body — and the line is never copied", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  const send = http1Client(up.url);
+  const before = AUTH.line.slice();
+  await text(await post(send));
+  expect(up.heads[0]!.head).toBe(`POST /v1/responses?x=1 HTTP/1.1\r\nhost: ${up.url.host}\r\ncontent-length: 13\r\ncontent-type: application/json\r\nauthorization: Bearer K`);
+  expect(up.heads[0]!.body.toString()).toBe('{"model":"m"}');
+  expect(AUTH.line).toEqual(before); // written as it is
+  expect(new TextDecoder().decode(AUTH.line)).toBe("authorization: Bearer K\r\n");
+  expect(AUTH.value()).toBe("Bearer K");
 });
 
 test("content-length answer: whole bytes, and the socket is reused for the next request", async () => {
