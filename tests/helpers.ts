@@ -1,8 +1,9 @@
 // Test harness: the compiled binary, a recording fake upstream, and raw TCP clients.
 import type { Server, Subprocess } from "bun";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ROOT = join(import.meta.dir, "..");
@@ -273,4 +274,21 @@ export function gappedStream(chunks: string[], gapMs: number): Response {
     },
   });
   return new Response(body, { headers: { "content-type": "text/event-stream" } });
+}
+
+/**
+ * An https upstream on 127.0.0.1 with a fresh self-signed certificate (openssl): its URL and the
+ * certificate's file (for NODE_EXTRA_CA_CERTS), or why it cannot run here.
+ */
+export function selfSignedUpstream(): { url: string; cert: string } | { skip: string } {
+  const dir = mkdtempSync(join(tmpdir(), "rap-tls-"));
+  const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
+    "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
+  if (gen.exitCode !== 0) return { skip: "openssl is not available" };
+  const tls = Bun.serve({
+    hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "k.pem")), cert: Bun.file(join(dir, "c.pem")) },
+    fetch: () => new Response("{}"),
+  });
+  onCleanup(() => tls.stop(true));
+  return { url: `https://127.0.0.1:${tls.port}/v1/responses`, cert: join(dir, "c.pem") };
 }

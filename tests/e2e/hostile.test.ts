@@ -6,7 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, startProxy, startUpstream, stopAll, waitFor, type RunningProxy,
+  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, selfSignedUpstream, startProxy, startUpstream, stopAll, waitFor, type RunningProxy,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -237,16 +237,9 @@ describe("limits", () => {
 
 describe("upstream faults", () => {
   test("TLS failure (self-signed certificate): 502 naming the cause", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "rap-tls-"));
-    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
-      "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
-    if (gen.exitCode !== 0) return console.log("skip: openssl is not available");
-    const tls = Bun.serve({
-      hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "k.pem")), cert: Bun.file(join(dir, "c.pem")) },
-      fetch: () => new Response("{}"),
-    });
-    onCleanup(() => tls.stop(true));
-    const url = `https://127.0.0.1:${tls.port}/v1/responses`;
+    const tls = selfSignedUpstream();
+    if ("skip" in tls) return console.log(`skip: ${tls.skip}`);
+    const { url } = tls;
     const proxy = await startProxy({ args: ["--upstream-url", url] });
     const res = await goodRequest(proxy);
     expect(res.status).toBe(502);
@@ -254,7 +247,7 @@ describe("upstream faults", () => {
     expect(err.code).toBe("upstream_unreachable");
     expect(err.message).toContain("SELF_SIGNED");
     // With the CA given the way corporate users do, the same upstream works.
-    const trusted = await startProxy({ args: ["--upstream-url", url], env: { PATH: process.env.PATH!, NODE_EXTRA_CA_CERTS: join(dir, "c.pem") } });
+    const trusted = await startProxy({ args: ["--upstream-url", url], env: { PATH: process.env.PATH!, NODE_EXTRA_CA_CERTS: tls.cert } });
     expect((await goodRequest(trusted)).status).toBe(200);
   });
 

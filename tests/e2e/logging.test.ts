@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../../src/cli";
 import {
-  KEY, dumpFiles, gappedStream, goodRequest, httpRequest, IS_ROOT, onCleanup, raw, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
+  KEY, dumpFiles, gappedStream, goodRequest, httpRequest, IS_ROOT, onCleanup, raw, selfSignedUpstream, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
   type RunningProxy,
 } from "../helpers";
 
@@ -57,16 +57,9 @@ describe("every failure names its reason and cause", () => {
   });
 
   test("a TLS failure names the TLS error", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "rap-tls-"));
-    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
-      "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
-    if (gen.exitCode !== 0) return console.log("skip: openssl is not available");
-    const tls = Bun.serve({
-      hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "k.pem")), cert: Bun.file(join(dir, "c.pem")) },
-      fetch: () => new Response("{}"),
-    });
-    onCleanup(() => tls.stop(true));
-    const proxy = await startProxy({ args: ["--upstream-url", `https://127.0.0.1:${tls.port}/v1/responses`] });
+    const tls = selfSignedUpstream();
+    if ("skip" in tls) return console.log(`skip: ${tls.skip}`);
+    const proxy = await startProxy({ args: ["--upstream-url", tls.url] });
     expect((await goodRequest(proxy)).status).toBe(502);
     expect(await lastLine(proxy, 1)).toMatch(/ reason=upstream_unreachable cause=\w*SELF_SIGNED\w*$/);
   });
