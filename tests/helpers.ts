@@ -1,5 +1,6 @@
 // Test harness: the compiled binary, a recording fake upstream, and raw TCP clients.
 import type { Server, Subprocess } from "bun";
+import { test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import net from "node:net";
@@ -235,15 +236,34 @@ export async function goodRequest(proxy: RunningProxy): Promise<Response> {
 
 export { sseEvent } from "../scripts/fake-upstream";
 
+/** Why a musl build cannot run on this machine, or undefined when it can (see muslEnvironment). */
+export const MUSL_MISSING =
+  process.arch !== "x64" ? "the musl check runs on x64 only"
+  : !existsSync("/lib/ld-musl-x86_64.so.1") ? "no musl loader (Debian package musl)"
+  : !Bun.which("gcc") ? "gcc is needed to build the test-only glibc-compat shim (Debian package gcc)"
+  : undefined;
+
+/**
+ * `test` for a test that needs something this machine may lack: with a reason in `missing`, the
+ * test is registered as skipped (counted as skipped, never as passed) and the reason is printed.
+ */
+export function needs(...missing: Array<string | undefined>) {
+  const why = missing.find((m) => m !== undefined);
+  return (name: string, fn: () => unknown, timeout?: number) => {
+    if (why) console.log(`skip: ${name}: ${why}`);
+    test.skipIf(why !== undefined)(name, fn as () => Promise<void>, timeout);
+  };
+}
+
+/** Why `tool` cannot be used here (naming the Debian package that has it), or undefined. */
+export const lacksTool = (tool: string, pkg: string) => (Bun.which(tool) ? undefined : `${tool} is not installed (Debian package ${pkg})`);
+
 /**
  * What a Bun musl build needs to run on this Debian host: Debian's musl loader, Debian's
  * libstdc++/libgcc_s, and a test-only shim for the glibc-only symbols they use (see
  * tests/musl/glibc-compat.c). Returns the environment to run it with, or why it cannot run here.
  */
-export function muslEnvironment(dir: string): { env: Record<string, string> } | { skip: string } {
-  if (process.arch !== "x64") return { skip: "the musl check runs on x64 only" };
-  if (!existsSync("/lib/ld-musl-x86_64.so.1")) return { skip: "no musl loader (install Debian's musl package)" };
-  if (!Bun.which("gcc")) return { skip: "gcc is needed to build the test-only glibc-compat shim" };
+export function muslEnvironment(dir: string): Record<string, string> {
   const libs = join(dir, "musl-lib");
   mkdirSync(libs, { recursive: true });
   for (const lib of ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1"]) {
@@ -252,9 +272,9 @@ export function muslEnvironment(dir: string): { env: Record<string, string> } | 
   const gcc = (out: string, src: string) =>
     Bun.spawnSync(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", join(libs, out), "-x", "c", src]).exitCode;
   if (gcc("libglibc-compat.so", join(ROOT, "tests/musl/glibc-compat.c")) !== 0 || gcc("ld-linux-x86-64.so.2", "/dev/null") !== 0) {
-    return { skip: "could not build the glibc-compat shim" };
+    throw new Error("gcc could not build the glibc-compat shim");
   }
-  return { env: baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") }) };
+  return baseEnv({ LD_LIBRARY_PATH: libs, LD_PRELOAD: join(libs, "libglibc-compat.so") });
 }
 
 /** The finished dump files in `dir`, sorted (a dot-file is a write still in progress). */
@@ -280,11 +300,11 @@ export function gappedStream(chunks: string[], gapMs: number): Response {
  * An https upstream on 127.0.0.1 with a fresh self-signed certificate (openssl): its URL and the
  * certificate's file (for NODE_EXTRA_CA_CERTS), or why it cannot run here.
  */
-export function selfSignedUpstream(): { url: string; cert: string } | { skip: string } {
+export function selfSignedUpstream(): { url: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), "rap-tls-"));
   const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"),
     "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
-  if (gen.exitCode !== 0) return { skip: "openssl is not available" };
+  if (gen.exitCode !== 0) throw new Error(`openssl could not make a certificate: ${gen.stderr}`);
   const tls = Bun.serve({
     hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "k.pem")), cert: Bun.file(join(dir, "c.pem")) },
     fetch: () => new Response("{}"),

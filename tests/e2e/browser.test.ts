@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { goodRequest, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { goodRequest, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -40,8 +40,7 @@ function hostilePage(proxy: string): string {
 </script></body></html>`;
 }
 
-test("a hostile web page: no-cors fetch, form POST, sendBeacon, <img src=/shutdown> and a WebSocket are all refused", async () => {
-  if (!existsSync(CHROMIUM)) return console.log(`skip: ${CHROMIUM} is missing (Debian package chromium)`);
+needs(existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is missing (Debian package chromium)`)("a hostile web page: no-cors fetch, form POST, sendBeacon, <img src=/shutdown> and a WebSocket are all refused", async () => {
   const up = await startUpstream();
   const proxy = await startProxy({ args: ["--upstream-url", up.url, "--http-shutdown"] });
   const page = Bun.serve({

@@ -6,14 +6,14 @@ import { join } from "node:path";
 import { countInMemory } from "../../scripts/key-copies";
 import { build } from "../../scripts/build";
 import {
-  BIN, IS_ROOT, KEY, SAMPLE_BODY, baseEnv, gappedStream, goodRequest, muslEnvironment, runProxy, startProxy, startUpstream, stopAll,
+  BIN, IS_ROOT, KEY, MUSL_MISSING, SAMPLE_BODY, baseEnv, gappedStream, goodRequest, lacksTool, muslEnvironment, needs, runProxy, startProxy, startUpstream, stopAll,
 } from "../helpers";
 
 afterEach(stopAll);
 
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8");
 const limits = (pid: number) => readFileSync(`/proc/${pid}/limits`, "utf8");
-const skip = (why: string) => console.log(`skip: ${why}`);
+const notRoot = (why: string) => (IS_ROOT ? undefined : `needs root: ${why}`);
 
 /** A copy of the binary in a folder every user can traverse (the checkout may not be). */
 function publicCopy(): string {
@@ -41,17 +41,14 @@ describe("hardening, as any user", () => {
 });
 
 describe("hardening, as root", () => {
-  test("mlockall: VmLck is above 0 and no warning is printed", async () => {
-    if (!IS_ROOT) return skip("needs root (mlockall needs CAP_IPC_LOCK)");
+  needs(notRoot("mlockall needs CAP_IPC_LOCK"))("mlockall: VmLck is above 0 and no warning is printed", async () => {
     const proxy = await startProxy();
     const vmlck = Number(/VmLck:\s+(\d+) kB/.exec(status(proxy.proc.pid))![1]);
     expect(vmlck).toBeGreaterThan(0);
     expect(proxy.stderr()).not.toContain("mlockall");
   });
 
-  test("as user nobody: still serves, warns about mlockall once, and other nobody processes cannot read its environ", async () => {
-    if (!IS_ROOT) return skip("needs root to switch to user nobody");
-    if (!Bun.which("setpriv")) return skip("setpriv (util-linux) is not installed");
+  needs(notRoot("to switch to user nobody"), lacksTool("setpriv", "util-linux"))("as user nobody: still serves, warns about mlockall once, and other nobody processes cannot read its environ", async () => {
     const up = await startUpstream();
     const proxy = await startProxy({ cmd: [...asNobody, publicCopy(), "--upstream-url", up.url], env: baseEnv({ MARKER: "x" }) });
     expect(status(proxy.proc.pid)).toMatch(/Uid:\s+65534/);
@@ -74,8 +71,7 @@ describe("hardening, as root", () => {
     expect(r.err).toContain("Permission denied");
   });
 
-  test("OPENAI_API_KEY inherited in the environment is wiped from /proc/<pid>/environ", async () => {
-    if (!IS_ROOT) return skip("needs root to read a hardened process's environ");
+  needs(notRoot("to read a hardened process's environ"))("OPENAI_API_KEY inherited in the environment is wiped from /proc/<pid>/environ", async () => {
     const envKey = "sk-envkey-0123456789abcdef";
     const proxy = await startProxy({ env: baseEnv({ OPENAI_API_KEY: envKey }) });
     const environ = readFileSync(`/proc/${proxy.proc.pid}/environ`, "latin1");
@@ -84,8 +80,7 @@ describe("hardening, as root", () => {
     expect(proxy.stderr()).toContain("env -u OPENAI_API_KEY");
   });
 
-  test("one copy of the key in memory after start, and still at most two after 3,000 requests and 300 streams (never UTF-16)", async () => {
-    if (!IS_ROOT) return skip("needs root to read a hardened process's memory");
+  needs(notRoot("to read a hardened process's memory"))("one copy of the key in memory after start, and still at most two after 3,000 requests and 300 streams (never UTF-16)", async () => {
     const up = await startUpstream(async (req) => {
       const body = await req.text();
       if (!body.includes('"stream":true')) return Response.json({ id: "resp_1" });
@@ -197,10 +192,9 @@ describe("musl build", () => {
   // libstdc++ and a glibc-compat shim, see helpers.ts) — exactly what the proxy refuses at launch.
   // So this checks that the musl binary runs our code through hardening to that refusal; on
   // Alpine, where it is native, it needs neither variable.
-  test("--target=bun-linux-x64-musl runs, hardens, and refuses the loader variables it was started with", async () => {
+  needs(MUSL_MISSING)("--target=bun-linux-x64-musl runs, hardens, and refuses the loader variables it was started with", async () => {
     const dir = mkdtempSync(join(tmpdir(), "rap-musl-"));
-    const musl = muslEnvironment(dir);
-    if ("skip" in musl) return skip(musl.skip);
+    const musl = { env: muslEnvironment(dir) };
     const bin = join(dir, "responses-api-proxy-musl");
     await build(bin, "bun-linux-x64-musl");
     const version = Bun.spawnSync([bin, "--version"], { env: musl.env });
@@ -223,8 +217,7 @@ describe("launch environment", () => {
     });
   }
 
-  test("a preloaded library runs before any check: the proxy refuses, yet it could read what was already piped in (hence env -i in every recipe)", async () => {
-    if (!Bun.which("gcc")) return skip("gcc is needed to build the test library");
+  needs(lacksTool("gcc", "gcc"))("a preloaded library runs before any check: the proxy refuses, yet it could read what was already piped in (hence env -i in every recipe)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "rap-preload-"));
     // The attack of issue 15: a library the loader runs before main() copies whatever is on stdin.
     const src = join(dir, "steal.c");

@@ -4,14 +4,13 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, statSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
-import { BIN, KEY, ROOT, baseEnv, goodRequest, muslEnvironment, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { BIN, KEY, ROOT, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
 const version: string = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
 const release = join(ROOT, RELEASE_DIR);
 const artifact = (target: string) => join(release, artifactName(target));
-const skip = (why: string) => console.log(`skip: ${why}`);
 
 describe("npm run release", () => {
   beforeAll(async () => {
@@ -31,7 +30,7 @@ describe("npm run release", () => {
     expect(check.stdout.toString().match(/: OK$/gm)).toHaveLength(TARGETS.length);
   });
 
-  test("every artifact's file type matches its target", () => {
+  needs(lacksTool("file", "file"))("every artifact's file type matches its target", () => {
     const expected: Record<string, RegExp> = {
       "linux-x64": /ELF 64-bit LSB executable, x86-64.*interpreter \/lib64\/ld-linux-x86-64\.so\.2/,
       "linux-x64-musl": /ELF 64-bit LSB executable, x86-64.*interpreter \/lib\/ld-musl-x86_64\.so\.1/,
@@ -62,11 +61,10 @@ describe("npm run release", () => {
     await serveOneAndShutDown(bin, baseEnv());
   });
 
-  test("the linux-x64-musl artifact runs, hardens, and refuses the loader variables Debian needs to run it", async () => {
+  needs(MUSL_MISSING)("the linux-x64-musl artifact runs, hardens, and refuses the loader variables Debian needs to run it", async () => {
     // On Debian it runs only with LD_LIBRARY_PATH and LD_PRELOAD (helpers.ts), which the proxy
     // refuses at launch; on Alpine, where it is native, it needs neither.
-    const musl = muslEnvironment(mkdtempSync(join(tmpdir(), "rap-relmusl-")));
-    if ("skip" in musl) return skip(musl.skip);
+    const musl = { env: muslEnvironment(mkdtempSync(join(tmpdir(), "rap-relmusl-"))) };
     const bin = artifact("linux-x64-musl");
     expect(Bun.spawnSync([bin, "--version"], { env: musl.env }).stdout.toString()).toBe(`${version}\n`);
     const run = Bun.spawnSync([bin], { env: musl.env, stdin: new Blob([`${KEY}\n`]) });
@@ -79,8 +77,7 @@ describe("systemd unit", () => {
   const unit = readFileSync(join(ROOT, "deploy/responses-api-proxy.service"), "utf8");
   const directive = (name: string) => new RegExp(`^${name}=(.*)$`, "m").exec(unit)?.[1];
 
-  test("passes systemd-analyze verify", () => {
-    if (!Bun.which("systemd-analyze")) return skip("systemd-analyze is missing (Debian package systemd)");
+  needs(lacksTool("systemd-analyze", "systemd"))("passes systemd-analyze verify", () => {
     // verify checks that ExecStart's binary exists: point it at the built one.
     const dir = mkdtempSync(join(tmpdir(), "rap-unit-"));
     const path = join(dir, "responses-api-proxy.service");

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MESSAGES } from "../../src/api-key";
 import {
-  BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, raw, httpRequest, runProxy, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
+  BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, lacksTool, needs, raw, httpRequest, runProxy, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -94,9 +94,8 @@ describe("key intake", () => {
     expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
   });
 
-  test("a terminal on stdin is refused with a hint to pipe the key", async () => {
+  needs(lacksTool("script", "util-linux"))("a terminal on stdin is refused with a hint to pipe the key", async () => {
     // `script` gives the proxy a real pseudo-terminal as stdin.
-    if (!Bun.which("script")) return console.log("skip: `script` (util-linux) is not installed");
     const proc = Bun.spawn(["script", "-qec", `${BIN}`, "/dev/null"], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: baseEnv() });
     const timer = setTimeout(() => proc.kill(), 10_000);
     const code = await proc.exited;
