@@ -1,11 +1,13 @@
 // `npm run release`: cross-compiles the proxy for every supported platform into dist/release/
-// as responses-api-proxy-<version>-<os>-<arch>[.exe], and writes SHA256SUMS beside them
-// (check with `sha256sum -c SHA256SUMS`). The target runtimes come from the npm registry.
+// as responses-api-proxy-<version>-<os>-<arch>[.exe], writes SHA256SUMS beside them (check with
+// `sha256sum -c SHA256SUMS`), and the npm tarballs into dist/npm/ (scripts/npm-packages.ts).
+// The target runtimes come from the npm registry.
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { version } from "../package.json";
 import { build } from "./build";
+import { NPM_DIR, tarballName, writeNpmPackages } from "./npm-packages";
 
 export const TARGETS = [
   "linux-x64",
@@ -36,4 +38,6 @@ if (import.meta.main) {
   }
   writeFileSync(join(RELEASE_DIR, "SHA256SUMS"), `${sums.join("\n")}\n`);
   console.log(`wrote ${TARGETS.length} binaries and SHA256SUMS to ${RELEASE_DIR}/`);
+  const packages = writeNpmPackages((target) => join(RELEASE_DIR, artifactName(target)));
+  console.log(`wrote ${packages.map(tarballName).join(", ")} to ${NPM_DIR}/`);
 }

@@ -1,10 +1,12 @@
 // Release artifacts and deployment recipes, checked as a user would use them.
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NPM_DIR, NPM_PLATFORMS, platformPackage, tarballName } from "../../scripts/npm-packages";
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
-import { BIN, KEY, ROOT, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { BIN, KEY, ROOT, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -12,12 +14,14 @@ const version: string = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf
 const release = join(ROOT, RELEASE_DIR);
 const artifact = (target: string) => join(release, artifactName(target));
 
+// Every test here uses what `npm run release` writes.
+beforeAll(async () => {
+  const proc = Bun.spawn(["npm", "run", "--silent", "release"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`npm run release failed: ${await new Response(proc.stderr).text()}`);
+}, 600_000);
+
 describe("npm run release", () => {
-  beforeAll(async () => {
-    const proc = Bun.spawn(["npm", "run", "--silent", "release"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const code = await proc.exited;
-    if (code !== 0) throw new Error(`npm run release failed: ${await new Response(proc.stderr).text()}`);
-  }, 600_000);
 
   test("one binary per target, named with the version, and SHA256SUMS that sha256sum -c accepts", () => {
     for (const t of TARGETS) expect(existsSync(artifact(t))).toBe(true);
@@ -71,6 +75,103 @@ describe("npm run release", () => {
     expect(run.exitCode).toBe(1); // hardening passed (else 5 or 7), then start-up refused
     expect(run.stderr.toString()).toContain("refusing to start: LD_LIBRARY_PATH, LD_PRELOAD was set at launch");
   });
+});
+
+describe("npm install, offline, from the tarballs npm run release wrote", () => {
+  const tarball = (name: string) => join(ROOT, NPM_DIR, tarballName(name));
+  const target = `${process.platform}-${process.arch}`; // linux-x64 here: glibc, so not -musl
+  const npm = async (args: string[], cwd: string) => {
+    const p = Bun.spawn(["npm", ...args, "--no-audit", "--no-fund", "--no-update-notifier", "--loglevel=error"], { cwd, stdout: "pipe", stderr: "pipe", env: baseEnv({ HOME: cwd }) });
+    const code = await p.exited;
+    return { code, out: await new Response(p.stdout).text(), err: await new Response(p.stderr).text() };
+  };
+
+  /** The installed command serves a request started the way the README says: env -i, key piped in. */
+  async function servesEndToEnd(bin: string) {
+    expect(lstatSync(bin).isSymbolicLink()).toBe(true); // npm's link to the launcher
+    expect(Bun.spawnSync(["env", "-i", "PATH=/usr/bin:/bin", bin, "--version"]).stdout.toString()).toBe(`${version}\n`);
+    const up = await startUpstream();
+    const proxy = await startProxy({ cmd: ["env", "-i", "PATH=/usr/bin:/bin", bin, "--http-shutdown", "--upstream-url", up.url], env: {} });
+    // No Node process between the key and the binary: the launcher exec'd the proxy in its place.
+    expect(readlinkSync(`/proc/${proxy.proc.pid}/exe`)).toEndWith(`/${platformPackage(target)}/bin/responses-api-proxy`);
+    expect((await goodRequest(proxy)).status).toBe(200);
+    expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
+    expect((await fetch(`${proxy.base}/shutdown`)).status).toBe(200);
+    expect(await proxy.exited).toBe(0);
+  }
+
+  test("npm install -g from a registry on 127.0.0.1: npm picks this platform's package alone, and the command runs the binary", async () => {
+    // A registry that knows only the tarballs: what npm asks for, and what it downloads, is recorded.
+    const files = readdirSync(join(ROOT, NPM_DIR)).filter((f) => f.endsWith(".tgz"));
+    const downloaded: string[] = [];
+    const registry = Bun.serve({
+      hostname: "127.0.0.1", port: 0,
+      async fetch(req) {
+        const path = decodeURIComponent(new URL(req.url).pathname).slice(1);
+        if (path.startsWith("tarballs/")) {
+          const file = path.slice("tarballs/".length);
+          if (!files.includes(file)) return new Response("not found", { status: 404 });
+          downloaded.push(file);
+          return new Response(Bun.file(join(ROOT, NPM_DIR, file)));
+        }
+        const file = files.find((f) => f === `${path}-${version}.tgz`);
+        if (!file) return Response.json({ error: "not found" }, { status: 404 });
+        const bytes = readFileSync(join(ROOT, NPM_DIR, file));
+        const manifest = JSON.parse(Bun.spawnSync(["tar", "-xOzf", join(ROOT, NPM_DIR, file), "package/package.json"]).stdout.toString());
+        const dist = {
+          tarball: `http://127.0.0.1:${registry.port}/tarballs/${file}`,
+          shasum: createHash("sha1").update(bytes).digest("hex"),
+          integrity: `sha512-${createHash("sha512").update(bytes).digest("base64")}`,
+        };
+        return Response.json({ name: path, "dist-tags": { latest: version }, versions: { [version]: { ...manifest, dist } } });
+      },
+    });
+    onCleanup(() => registry.stop(true));
+    const home = mkdtempSync(join(tmpdir(), "rap-npm-"));
+    const prefix = join(home, "prefix");
+    const r = await npm(["install", "-g", "--prefix", prefix, "--cache", join(home, "cache"), "--registry", `http://127.0.0.1:${registry.port}/`, "responses-api-proxy"], home);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    // Only this platform's binary was fetched: npm read os, cpu and libc from the registry.
+    expect(downloaded.sort()).toEqual([tarballName("responses-api-proxy"), tarballName(platformPackage(target))].sort());
+    expect(readdirSync(join(prefix, "lib/node_modules/responses-api-proxy/node_modules"))).toEqual([platformPackage(target)]);
+    await servesEndToEnd(join(prefix, "bin/responses-api-proxy"));
+  }, 120_000);
+
+  test("npm install -g --offline of the two tarballs: the command runs the binary", async () => {
+    const home = mkdtempSync(join(tmpdir(), "rap-npm-"));
+    const prefix = join(home, "prefix");
+    const r = await npm(["install", "-g", "--offline", "--prefix", prefix, "--cache", join(home, "cache"),
+      tarball("responses-api-proxy"), tarball(platformPackage(target))], home);
+    expect(r.code).toBe(0);
+    await servesEndToEnd(join(prefix, "bin/responses-api-proxy"));
+  }, 120_000);
+
+  test("without the platform package (--omit=optional), the command says what is missing and exits 1", async () => {
+    const home = mkdtempSync(join(tmpdir(), "rap-npm-"));
+    const prefix = join(home, "prefix");
+    expect((await npm(["install", "-g", "--offline", "--omit=optional", "--prefix", prefix, "--cache", join(home, "cache"), tarball("responses-api-proxy")], home)).code).toBe(0);
+    const run = Bun.spawnSync([join(prefix, "bin/responses-api-proxy"), "--version"], { env: { PATH: "/usr/bin:/bin" } });
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr.toString()).toBe(`responses-api-proxy: the package ${platformPackage(target)} is not installed; install again without --omit=optional (or --no-optional), or use a release binary\n`);
+  }, 60_000);
+
+  test("the tarballs: one per platform with os, cpu and libc set and the binary executable; the main one has only the launcher", () => {
+    for (const [t, platform] of Object.entries(NPM_PLATFORMS)) {
+      const file = tarball(platformPackage(t));
+      const listing = Bun.spawnSync(["tar", "-tvzf", file]).stdout.toString();
+      expect(listing).toMatch(/^-rwxr-xr-x .* package\/bin\/responses-api-proxy$/m);
+      const manifest = JSON.parse(Bun.spawnSync(["tar", "-xOzf", file, "package/package.json"]).stdout.toString());
+      expect([manifest.os, manifest.cpu, manifest.libc]).toEqual([[platform.os], [platform.cpu], platform.libc ? [platform.libc] : undefined]);
+      expect(manifest.scripts).toBeUndefined(); // nothing runs at install time
+    }
+    const main = JSON.parse(Bun.spawnSync(["tar", "-xOzf", tarball("responses-api-proxy"), "package/package.json"]).stdout.toString());
+    expect(Object.keys(main.optionalDependencies).sort()).toEqual(Object.keys(NPM_PLATFORMS).map(platformPackage).sort());
+    expect(main.scripts).toBeUndefined();
+    expect(main.license).toBe("Apache-2.0");
+    const files = Bun.spawnSync(["tar", "-tzf", tarball("responses-api-proxy")]).stdout.toString().trim().split("\n").sort();
+    expect(files).toEqual(["package/LICENSE", "package/README.md", "package/bin/responses-api-proxy", "package/package.json"]);
+  }, 120_000);
 });
 
 describe("systemd unit", () => {
