@@ -23,7 +23,7 @@ export const NPM_PLATFORMS: Record<string, { os: string; cpu: string; libc?: str
 export const platformPackage = (target: string) => `${pkg.name}-${target}`;
 export const tarballName = (name: string) => `${name}-${pkg.version}.tgz`;
 
-const common = { version: pkg.version, license: pkg.license, homepage: "https://github.com/responses-api-proxy/responses-api-proxy" };
+const common = { version: pkg.version, license: pkg.license };
 
 function pack(dir: string, out: string): void {
   const r = Bun.spawnSync(["npm", "pack", "--silent", "--pack-destination", out], { cwd: dir, stderr: "pipe" });
@@ -42,7 +42,7 @@ export function writeNpmPackages(binaryOf: (target: string) => string): string[]
     copyFileSync(binaryOf(target), join(dir, "bin", pkg.name));
     chmodSync(join(dir, "bin", pkg.name), 0o755);
     copyFileSync("LICENSE", join(dir, "LICENSE"));
-    writeFileSync(join(dir, "README.md"), `# ${name}\n\nThe ${target} binary of [${pkg.name}](${common.homepage}). Install \`${pkg.name}\`, not this package.\n`);
+    writeFileSync(join(dir, "README.md"), `# ${name}\n\nThe ${target} binary of ${pkg.name}. Install \`${pkg.name}\`, not this package.\n`);
     const fields = { os: [platform.os], cpu: [platform.cpu], ...(platform.libc ? { libc: [platform.libc] } : {}) };
     writeFileSync(join(dir, "package.json"), `${JSON.stringify({ name, ...common, description: `The ${target} binary of ${pkg.name}.`, ...fields, files: ["bin/"] }, null, 2)}\n`);
     pack(dir, out);

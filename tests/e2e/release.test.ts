@@ -1,4 +1,5 @@
 // Release artifacts and deployment recipes, checked as a user would use them.
+import type { Server } from "bun";
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
@@ -6,7 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NPM_DIR, NPM_PLATFORMS, platformPackage, tarballName } from "../../scripts/npm-packages";
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
-import { BIN, KEY, ROOT, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+// @ts-expect-error: plain JavaScript, run by the runner's Node as it is checked in
+import { target } from "../../action/main.mjs";
+import { BIN, KEY, ROOT, SAMPLE_BODY, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -104,9 +107,9 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
     // A registry that knows only the tarballs: what npm asks for, and what it downloads, is recorded.
     const files = readdirSync(join(ROOT, NPM_DIR)).filter((f) => f.endsWith(".tgz"));
     const downloaded: string[] = [];
-    const registry = Bun.serve({
+    const registry: Server<undefined> = Bun.serve({
       hostname: "127.0.0.1", port: 0,
-      async fetch(req) {
+      async fetch(req): Promise<Response> {
         const path = decodeURIComponent(new URL(req.url).pathname).slice(1);
         if (path.startsWith("tarballs/")) {
           const file = path.slice("tarballs/".length);
@@ -118,7 +121,7 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
         if (!file) return Response.json({ error: "not found" }, { status: 404 });
         const bytes = readFileSync(join(ROOT, NPM_DIR, file));
         const manifest = JSON.parse(Bun.spawnSync(["tar", "-xOzf", join(ROOT, NPM_DIR, file), "package/package.json"]).stdout.toString());
-        const dist = {
+        const dist: Record<string, string> = {
           tarball: `http://127.0.0.1:${registry.port}/tarballs/${file}`,
           shasum: createHash("sha1").update(bytes).digest("hex"),
           integrity: `sha512-${createHash("sha512").update(bytes).digest("base64")}`,
@@ -172,6 +175,146 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
     const files = Bun.spawnSync(["tar", "-tzf", tarball("responses-api-proxy")]).stdout.toString().trim().split("\n").sort();
     expect(files).toEqual(["package/LICENSE", "package/README.md", "package/bin/responses-api-proxy", "package/package.json"]);
   }, 120_000);
+});
+
+describe("the GitHub Action (action.yml), its steps run as the runner runs them", () => {
+  const action = readFileSync(join(ROOT, "action.yml"), "utf8");
+
+  /** A simulated runner: its files, the inputs as INPUT_* variables, and node running a step. */
+  function runner(inputs: Record<string, string>, extra: Record<string, string> = {}) {
+    const temp = mkdtempSync(join(tmpdir(), "rap-runner-"));
+    const files = { GITHUB_ENV: join(temp, "env"), GITHUB_OUTPUT: join(temp, "output"), GITHUB_STATE: join(temp, "state") };
+    for (const f of Object.values(files)) writeFileSync(f, "");
+    const defaults = Object.fromEntries([...action.matchAll(/^  ([a-z-]+):\n(?:    .*\n)*?    default: "?([^"\n]*)"?$/gm)].map((m) => [m[1]!, m[2]!]));
+    const env: Record<string, string> = { PATH: process.env.PATH!, RUNNER_TEMP: temp, ...files, GITHUB_ACTION_REPOSITORY: "owner/responses-api-proxy", ...extra };
+    for (const [name, value] of Object.entries({ ...defaults, ...inputs })) env[`INPUT_${name.toUpperCase()}`] = value;
+    const read = (name: keyof typeof files) =>
+      Object.fromEntries(readFileSync(files[name], "utf8").trim().split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    const step = async (script: "main" | "post", stepEnv: Record<string, string> = {}) => {
+      const p = Bun.spawn(["node", join(ROOT, `action/${script}.mjs`)], { env: { ...env, ...stepEnv }, stdout: "pipe", stderr: "pipe" });
+      const code = await p.exited;
+      return { code, out: (await new Response(p.stdout).text()) + (await new Response(p.stderr).text()) };
+    };
+    /** The post step, with the state the main step saved, as the runner passes it (STATE_*). */
+    const post = () => step("post", Object.fromEntries(Object.entries(read("GITHUB_STATE")).map(([k, v]) => [`STATE_${k}`, v])));
+    return { temp, read, main: () => step("main"), post };
+  }
+
+  /** The release folder served on 127.0.0.1, as GitHub serves a release's assets. */
+  function releaseServer(tamper?: string) {
+    const server = Bun.serve({
+      hostname: "127.0.0.1", port: 0,
+      fetch(req) {
+        const m = /^\/download\/v([^/]+)\/([^/]+)$/.exec(new URL(req.url).pathname);
+        const file = m && m[1] === version ? join(release, m[2]!) : undefined;
+        if (!file || !existsSync(file)) return new Response("Not Found", { status: 404 });
+        if (tamper && m![2] === tamper) return new Response(Buffer.concat([readFileSync(file), Buffer.from("x")]));
+        return new Response(Bun.file(file));
+      },
+    });
+    onCleanup(() => server.stop(true));
+    return `http://127.0.0.1:${server.port}/download/v{version}`;
+  }
+
+  /** Exited: no such process, or one nobody has reaped yet (a zombie; the sandbox's init may be slow). */
+  const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+
+  test("the release it fetches for a runner: musl only where the C library is musl only", () => {
+    const only = (...paths: string[]) => (p: string) => paths.includes(p);
+    expect(target("linux", "x64", only("/lib64/ld-linux-x86-64.so.2"))).toBe("linux-x64");
+    expect(target("linux", "x64", only("/lib64/ld-linux-x86-64.so.2", "/lib/ld-musl-x86_64.so.1"))).toBe("linux-x64"); // Debian with musl installed
+    expect(target("linux", "x64", only("/lib/ld-musl-x86_64.so.1"))).toBe("linux-x64-musl"); // Alpine
+    expect(target("linux", "arm64", only("/lib/ld-musl-aarch64.so.1"))).toBe("linux-arm64-musl");
+    expect(target("darwin", "arm64", only())).toBe("darwin-arm64");
+    expect(target("win32", "x64", only())).toBeUndefined();
+  });
+
+  test("the default version is this release's", () => {
+    expect(action).toContain(`default: "${version}"`);
+  });
+
+  test("starts the checked binary with a cleared environment, exports OPENAI_BASE_URL, and the post step stops it and prints its log", async () => {
+    const up = await startUpstream();
+    const r = runner({ "api-key": KEY, "upstream-url": up.url, "release-url": releaseServer() }, { SOME_RUNNER_VARIABLE: "x" });
+    const main = await r.main();
+    expect(main.code).toBe(0);
+    const base = r.read("GITHUB_ENV").OPENAI_BASE_URL!;
+    expect(base).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    expect(r.read("GITHUB_OUTPUT")["base-url"]).toBe(base);
+    const pid = Number(r.read("GITHUB_STATE").pid);
+    // The proxy runs with PATH alone, whatever the runner's environment held.
+    expect(readFileSync(`/proc/${pid}/environ`, "latin1")).toBe("PATH=/usr/bin:/bin\0");
+    // A later step: no key, only the base URL.
+    const res = await fetch(`${base}/responses`, { method: "POST", headers: { "content-type": "application/json" }, body: SAMPLE_BODY });
+    expect(res.status).toBe(200);
+    expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
+    const post = await r.post();
+    expect(post.code).toBe(0);
+    expect(post.out).toContain("::group::responses-api-proxy log (stopped)");
+    expect(post.out).toContain(" listening on 127.0.0.1:");
+    expect(post.out).toMatch(/POST \/v1\/responses 200/);
+    expect(post.out).toContain("stopped (SIGTERM)");
+    expect(gone(pid)).toBe(true);
+    for (const text of [main.out, post.out, ...["env", "output", "state"].map((f) => readFileSync(join(r.temp, f), "utf8"))]) {
+      expect(text).not.toContain(KEY);
+    }
+  }, 60_000);
+
+  test("an empty secret (a fork's pull request): the step fails at once with the proxy's own error line, and exports nothing", async () => {
+    const r = runner({ "api-key": "", "release-url": releaseServer() });
+    const t0 = performance.now();
+    const main = await r.main();
+    expect(main.code).toBe(1);
+    expect(performance.now() - t0).toBeLessThan(10_000); // not a wait for a proxy that died at once
+    expect(main.out).toContain("::error title=responses-api-proxy::responses-api-proxy: standard input held no API key (it was empty)");
+    expect(main.out).toContain("::notice title=responses-api-proxy::the api-key input is empty");
+    expect(r.read("GITHUB_ENV")).toEqual({});
+    const post = await r.post();
+    expect(post.code).toBe(0);
+    expect(post.out).toContain("was not started");
+  }, 60_000);
+
+  test("a binary that does not match SHA256SUMS is not run", async () => {
+    const r = runner({ "api-key": KEY, "release-url": releaseServer(artifactName(target())) });
+    const main = await r.main();
+    expect(main.code).toBe(1);
+    expect(main.out).toMatch(new RegExp(`::error title=responses-api-proxy::${artifactName(target())}: SHA-256 [0-9a-f]{64} does not match SHA256SUMS`));
+    expect(r.read("GITHUB_STATE")).toEqual({});
+    expect(Bun.spawnSync(["pgrep", "-f", `${r.temp}/`]).exitCode).not.toBe(0);
+  }, 60_000);
+
+  test("a release that is not there: the step fails naming the URL", async () => {
+    const r = runner({ "api-key": KEY, version: "9.9.9", "release-url": releaseServer() });
+    const main = await r.main();
+    expect(main.code).toBe(1);
+    expect(main.out).toMatch(/::error title=responses-api-proxy::could not download http:\/\/127\.0\.0\.1:\d+\/download\/v9\.9\.9\/SHA256SUMS: HTTP 404/);
+  }, 60_000);
+
+  test("github-oidc without id-token permission: the step says what the job lacks", async () => {
+    const r = runner({ "github-oidc": "true", "release-url": releaseServer() });
+    const main = await r.main();
+    expect(main.code).toBe(1);
+    expect(main.out).toContain('::error title=responses-api-proxy::github-oidc needs "permissions: id-token: write" on the job');
+  }, 60_000);
+
+  test("github-oidc: the runner's request token goes in on stdin, the access token goes upstream", async () => {
+    const gh = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) =>
+      req.headers.get("authorization") === "bearer request-token-1" ? Response.json({ value: "gh-id-token" }) : new Response("no", { status: 401 }) });
+    const oa = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ access_token: "at-1", token_type: "Bearer", expires_in: 3600 }) });
+    onCleanup(() => (gh.stop(true), oa.stop(true)));
+    const up = await startUpstream();
+    const r = runner(
+      { "github-oidc": "true", "oidc-audience": "aud", "identity-provider-id": "idp", "service-account-id": "sa", "oidc-token-url": `http://127.0.0.1:${oa.port}/oauth/token`,
+        "upstream-url": up.url, "release-url": releaseServer() },
+      { ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${gh.port}/_apis/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: "request-token-1" },
+    );
+    const main = await r.main();
+    expect(main.code).toBe(0);
+    const res = await fetch(`${r.read("GITHUB_ENV").OPENAI_BASE_URL}/responses`, { method: "POST", body: SAMPLE_BODY });
+    expect(res.status).toBe(200);
+    expect(up.requests[0]!.headers.get("authorization")).toBe("Bearer at-1");
+    expect((await r.post()).code).toBe(0);
+  }, 60_000);
 });
 
 describe("systemd unit", () => {
