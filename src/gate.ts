@@ -24,7 +24,7 @@ export interface HeaderLookup {
 /**
  * The request target as the client sent it, taken from Bun's `req.url` (`scheme://host/target`).
  * Bun keeps the query, a bare `?`, a fragment, case and percent-encoding as sent; it has already
- * resolved `.`/`..` segments and absolute-form targets (README: "Known difference").
+ * resolved `.`/`..` segments and absolute-form targets (docs/reference.md: "Known difference").
  */
 export function requestTarget(url: string): string {
   const authority = url.indexOf("//") + 2;

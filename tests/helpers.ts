@@ -2,7 +2,7 @@
 import type { Server, Subprocess } from "bun";
 import { test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -311,4 +311,12 @@ export function selfSignedUpstream(): { url: string; cert: string } {
   });
   onCleanup(() => tls.stop(true));
   return { url: `https://127.0.0.1:${tls.port}/v1/responses`, cert: join(dir, "c.pem") };
+}
+
+/** The README's shell block marked `<!-- recipe:NAME -->`, exactly as written. */
+export function readmeRecipe(name: string): string {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const m = new RegExp(`<!-- recipe:${name} -->\\n\`\`\`shell\\n([\\s\\S]*?)\`\`\`\\n`).exec(readme);
+  if (!m) throw new Error(`the README has no recipe:${name} block`);
+  return m[1]!;
 }

@@ -2,14 +2,14 @@
 import type { Server } from "bun";
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NPM_DIR, NPM_PLATFORMS, platformPackage, tarballName } from "../../scripts/npm-packages";
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
 // @ts-expect-error: plain JavaScript, run by the runner's Node as it is checked in
 import { target } from "../../action/main.mjs";
-import { BIN, KEY, ROOT, SAMPLE_BODY, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { BIN, IS_ROOT, KEY, ROOT, SAMPLE_BODY, readmeRecipe, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -103,7 +103,7 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
     expect(await proxy.exited).toBe(0);
   }
 
-  test("npm install -g from a registry on 127.0.0.1: npm picks this platform's package alone, and the command runs the binary", async () => {
+  test("the README's npm install -g, from a registry on 127.0.0.1: npm picks this platform's package alone, and the command runs the binary", async () => {
     // A registry that knows only the tarballs: what npm asks for, and what it downloads, is recorded.
     const files = readdirSync(join(ROOT, NPM_DIR)).filter((f) => f.endsWith(".tgz"));
     const downloaded: string[] = [];
@@ -132,7 +132,15 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
     onCleanup(() => registry.stop(true));
     const home = mkdtempSync(join(tmpdir(), "rap-npm-"));
     const prefix = join(home, "prefix");
-    const r = await npm(["install", "-g", "--prefix", prefix, "--cache", join(home, "cache"), "--registry", `http://127.0.0.1:${registry.port}/`, "responses-api-proxy"], home);
+    // The README's command exactly as written; where npm installs from and to is npm's own configuration.
+    const p = Bun.spawn(["bash", "-e", "-c", readmeRecipe("npm-install")], {
+      cwd: home, stdout: "pipe", stderr: "pipe",
+      env: baseEnv({
+        HOME: home, npm_config_prefix: prefix, npm_config_cache: join(home, "cache"), npm_config_registry: `http://127.0.0.1:${registry.port}/`,
+        npm_config_audit: "false", npm_config_fund: "false", npm_config_update_notifier: "false", npm_config_loglevel: "error",
+      }),
+    });
+    const r = { code: await p.exited, err: await new Response(p.stderr).text() };
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     // Only this platform's binary was fetched: npm read os, cpu and libc from the registry.
@@ -140,6 +148,29 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
     expect(readdirSync(join(prefix, "lib/node_modules/responses-api-proxy/node_modules"))).toEqual([platformPackage(target)]);
     await servesEndToEnd(join(prefix, "bin/responses-api-proxy"));
   }, 120_000);
+
+  needs(IS_ROOT ? lacksTool("unshare", "util-linux") : "needs root: the recipe installs as root (into a folder bound over /usr/local/bin)")(
+    "the README's release install: the checksum is checked, and the binary installed root-owned, 0755",
+    async () => {
+      const downloads = mkdtempSync(join(tmpdir(), "rap-downloads-"));
+      for (const f of ["SHA256SUMS", artifactName("linux-x64"), artifactName("darwin-arm64")]) copyFileSync(join(release, f), join(downloads, f));
+      const bin = mkdtempSync(join(tmpdir(), "rap-usrlocalbin-"));
+      const recipe = readmeRecipe("release-install");
+      const run = (dir: string) => Bun.spawnSync(["unshare", "-m", "--propagation", "private", "sh", "-c", `mount --bind '${bin}' /usr/local/bin && exec bash -e -c "$1"`, "sh", recipe], { cwd: dir, env: baseEnv() });
+      const r = run(downloads);
+      expect(r.stderr.toString()).toBe("");
+      expect(r.stdout.toString().trim().split("\n").sort()).toEqual([`${artifactName("darwin-arm64")}: OK`, `${artifactName("linux-x64")}: OK`]);
+      const installed = statSync(join(bin, "responses-api-proxy"));
+      expect([installed.uid, installed.gid, installed.mode & 0o7777]).toEqual([0, 0, 0o755]);
+      expect(Bun.spawnSync([join(bin, "responses-api-proxy"), "--version"]).stdout.toString()).toBe(`${version}\n`);
+      // A corrupted download: sha256sum fails, and bash -e stops before install.
+      rmSync(join(bin, "responses-api-proxy"));
+      writeFileSync(join(downloads, artifactName("linux-x64")), "tampered");
+      expect(run(downloads).exitCode).not.toBe(0);
+      expect(existsSync(join(bin, "responses-api-proxy"))).toBe(false);
+    },
+    60_000,
+  );
 
   test("npm install -g --offline of the two tarballs: the command runs the binary", async () => {
     const home = mkdtempSync(join(tmpdir(), "rap-npm-"));
