@@ -320,3 +320,17 @@ export function readmeRecipe(name: string): string {
   if (!m) throw new Error(`the README has no recipe:${name} block`);
   return m[1]!;
 }
+
+/** Live processes whose command line contains `text` (read from /proc: procps may not be installed). */
+export function processesMatching(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      if (/^\d+ \(.*\) Z/.test(stat)) continue; // exited, not yet reaped
+      if (readFileSync(`/proc/${entry}/cmdline`, "latin1").includes(text)) pids.push(Number(entry));
+    } catch {} // gone meanwhile
+  }
+  return pids;
+}

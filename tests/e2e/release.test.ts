@@ -9,7 +9,7 @@ import { NPM_DIR, NPM_PLATFORMS, platformPackage, tarballName } from "../../scri
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
 // @ts-expect-error: plain JavaScript, run by the runner's Node as it is checked in
 import { target } from "../../action/main.mjs";
-import { BIN, IS_ROOT, KEY, ROOT, SAMPLE_BODY, readmeRecipe, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { BIN, IS_ROOT, KEY, ROOT, SAMPLE_BODY, processesMatching, readmeRecipe, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -311,7 +311,7 @@ describe("the GitHub Action (action.yml), its steps run as the runner runs them"
     expect(main.code).toBe(1);
     expect(main.out).toMatch(new RegExp(`::error title=responses-api-proxy::${artifactName(target())}: SHA-256 [0-9a-f]{64} does not match SHA256SUMS`));
     expect(r.read("GITHUB_STATE")).toEqual({});
-    expect(Bun.spawnSync(["pgrep", "-f", `${r.temp}/`]).exitCode).not.toBe(0);
+    expect(processesMatching(`${r.temp}/`)).toEqual([]);
   }, 60_000);
 
   test("a release that is not there: the step fails naming the URL", async () => {
@@ -419,7 +419,7 @@ describe("README CI sidecar snippet", () => {
     expect(up.requests[0]!.headers.get("authorization")).toBe(`Bearer ${KEY}`);
     expect(out + err).not.toContain(KEY);
     // /shutdown stopped it: no proxy process is left.
-    await waitFor(() => Bun.spawnSync(["pgrep", "-f", `${work}/responses-api-proxy`]).exitCode !== 0, 3000, "proxy exit");
+    await waitFor(() => processesMatching(`${work}/responses-api-proxy`).length === 0, 3000, "proxy exit");
   });
 
   test("an empty secret (a fork's pull request): the snippet fails at once with the proxy's own error line", async () => {
