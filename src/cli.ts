@@ -25,6 +25,9 @@ export interface Config {
   allowGroups: string[];
   /** --github-oidc: the credential is a refreshed OpenAI access token, not a key. */
   oidc?: OidcConfig;
+  /** --websocket: relay WebSocket handshakes on /v1/responses (Codex's transport). */
+  websocket: boolean;
+  maxWebSocketMessageBytes: number;
 }
 
 export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; config: Config };
@@ -41,6 +44,7 @@ export const DEFAULTS = {
   maxHeaderBytes: 64 * 1024,
   clientTimeout: 30,
   upstreamTimeout: 0,
+  maxWebSocketMessageBytes: 64 * 1024 * 1024,
 } as const;
 
 const OIDC_REQUIRED = ["oidc-audience", "identity-provider-id", "service-account-id", "github-oidc-request-url"];
@@ -48,9 +52,9 @@ const OIDC_FLAGS = [...OIDC_REQUIRED, "oidc-token-url"];
 const STRING_FLAGS = [
   "port", "server-info", "upstream-url", "dump-dir", "log-format",
   "max-body-bytes", "max-concurrent", "max-header-bytes", "client-timeout", "upstream-timeout",
-  ...OIDC_FLAGS,
+  "max-websocket-message-bytes", ...OIDC_FLAGS,
 ];
-const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version", "github-oidc"];
+const BOOLEAN_FLAGS = ["http-shutdown", "quiet", "help", "version", "github-oidc", "websocket"];
 /** String flags that may be given more than once. */
 const LIST_FLAGS = ["allow-user", "allow-group"];
 
@@ -84,6 +88,10 @@ Usage: responses-api-proxy [options]
                             head must be complete within about 12 s; a quiet upstream response is never cut
   --upstream-timeout <S>    seconds to wait for the upstream's response headers; 0: no limit
                             (default ${DEFAULTS.upstreamTimeout}); once the response starts it is never cut
+  --websocket               also relay WebSocket connections to /v1/responses (Codex's transport) to
+                            the upstream URL's ws(s): form, the key in the upstream handshake
+  --max-websocket-message-bytes <N>  largest WebSocket message either way; larger closes the
+                            connection with 1009 (default ${DEFAULTS.maxWebSocketMessageBytes})
 
 Keyless CI with GitHub Actions (instead of a key, stdin carries the runner's
 ACTIONS_ID_TOKEN_REQUEST_TOKEN; the job needs "permissions: id-token: write"):
@@ -219,8 +227,17 @@ export function parseArgs(argv: string[]): Command {
       clientTimeout: num("client-timeout", DEFAULTS.clientTimeout, 1, 255),
       upstreamTimeout: num("upstream-timeout", DEFAULTS.upstreamTimeout, 0, 86_400),
       oidc: parseOidc(str, bool("github-oidc")),
+      websocket: bool("websocket"),
+      maxWebSocketMessageBytes: websocketLimit(str, bool("websocket")),
     },
   };
+}
+
+function websocketLimit(str: (flag: string) => string | undefined, websocket: boolean): number {
+  const raw = str("max-websocket-message-bytes");
+  if (raw === undefined) return DEFAULTS.maxWebSocketMessageBytes;
+  if (!websocket) throw new UsageError("--max-websocket-message-bytes needs --websocket");
+  return integer("max-websocket-message-bytes", raw, 125, 2 ** 32 - 1);
 }
 
 function logFormat(raw: string | undefined): LogFormat {

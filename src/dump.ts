@@ -4,6 +4,7 @@ import { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, sta
 import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ExchangeEnd, Tap } from "./forward";
+import type { RelayEnd, RelayTap } from "./websocket-relay";
 import { requestTarget } from "./gate";
 
 /** Headers whose values are never written (SPEC "Dumps"). */
@@ -42,7 +43,7 @@ export function dumpBody(bytes: Uint8Array): unknown {
   }
 }
 
-export function dumpFileName(seq: number, unixMs: number, kind: "request" | "response"): string {
+export function dumpFileName(seq: number, unixMs: number, kind: "request" | "response" | "websocket"): string {
   return `${String(seq).padStart(6, "0")}-${unixMs}-${kind}.json`;
 }
 
@@ -187,6 +188,47 @@ export class Dumper {
           outcome,
           complete: outcome === "complete",
           ...(requestId ? { request_id: requestId } : {}),
+        });
+      },
+    };
+  }
+
+  /**
+   * The observer of one relayed WebSocket: one file when it ends, with the handshake (redacted)
+   * and every message each way, in order, with its time (ms since the handshake). Messages are
+   * kept up to DUMP_BODY_LIMIT in all; the rest are counted, not kept.
+   */
+  websocket(req: Request, user?: string): RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void } {
+    const seq = ++this.seq;
+    // Now, before the proxy rewrites the request's headers for the upstream.
+    const head = { method: req.method, url: requestTarget(req.url), ...(user ? { user } : {}), headers: redactedHeaders(req.headers) };
+    const unixMs = Date.now();
+    const started = performance.now();
+    const messages: Array<{ from: string; at_ms: number; type: string; data: unknown }> = [];
+    let kept = 0;
+    let dropped = 0;
+    let answer: { status: number; headers: HeaderEntry[]; body?: unknown } = { status: 0, headers: [] };
+    return {
+      handshake: (status, headers, body) => {
+        answer = { status, headers: redactedHeaders(headers), ...(body ? { body: dumpBody(body) } : {}) };
+      },
+      message: (from, m) => {
+        const size = m.kind === "text" ? m.data.length : m.data.byteLength;
+        if (kept + size > DUMP_BODY_LIMIT) {
+          dropped++;
+          return;
+        }
+        kept += size;
+        const data = m.kind === "text" ? dumpBody(new TextEncoder().encode(m.data)) : Buffer.from(m.data).toString("base64");
+        messages.push({ from, at_ms: Number((performance.now() - started).toFixed(1)), type: m.kind, data });
+      },
+      end: (e: RelayEnd) => {
+        this.write(dumpFileName(seq, unixMs, "websocket"), {
+          ...head,
+          response: answer,
+          messages,
+          ...(dropped ? { messages_not_kept: dropped } : {}),
+          end: { closed_by: e.closedBy, code: e.code, outcome: e.outcome, ...(e.cause ? { cause: e.cause } : {}), ms: Number(e.ms.toFixed(1)) },
         });
       },
     };

@@ -12,7 +12,8 @@ export const SHUTDOWN_TARGET = "/shutdown";
  */
 export type Refusal = "path" | "query" | "method" | "upgrade" | "shutdown-disabled" | `browser:${BrowserSign}` | "host";
 
-export type Verdict = "forward" | "shutdown" | Refusal;
+/** `websocket`: a WebSocket handshake on the forwarded path, relayed with --websocket. */
+export type Verdict = "forward" | "websocket" | "shutdown" | Refusal;
 
 /** Header view the gate needs; `Headers` satisfies it. */
 export interface HeaderLookup {
@@ -80,18 +81,28 @@ export function isH2cOffer(upgrade: string): boolean {
   return upgrade.split(",").every((token) => token.trim().toLowerCase() === "h2c");
 }
 
+/** A WebSocket opening handshake (RFC 6455 §4.1): GET with `Upgrade: websocket`. */
+export function isWebSocketHandshake(method: string, headers: HeaderLookup): boolean {
+  return method === "GET" && headers.get("upgrade")?.trim().toLowerCase() === "websocket";
+}
+
 export function classify(
   method: string,
   target: string,
   headers: HeaderLookup,
   port: number,
   httpShutdown: boolean,
+  websocket = false,
 ): Verdict {
+  // First, for every request a WebSocket included: a browser never gets through (a page's
+  // WebSocket always carries Origin).
   const sign = browserSign(headers, port);
   if (sign) return sign === "host" ? "host" : `browser:${sign}`;
   if (target === FORWARD_TARGET) {
-    // A WebSocket (or any other non-h2c) upgrade is never forwarded, whatever its method.
+    // A WebSocket handshake is relayed only with --websocket; any other non-h2c upgrade, and a
+    // WebSocket without the flag, is never forwarded, whatever its method.
     const upgrade = headers.get("upgrade");
+    if (websocket && isWebSocketHandshake(method, headers)) return "websocket";
     if (upgrade !== null && !isH2cOffer(upgrade)) return "upgrade";
     return method === "POST" ? "forward" : "method";
   }

@@ -59,3 +59,25 @@ export function downstreamHeaders(upstream: Headers): Headers {
   }
   return out;
 }
+
+/**
+ * The handshake headers of RFC 6455 §4: each hop makes its own (its key, its accept, its
+ * extensions — the proxy negotiates none upstream), so the client's never go upstream and the
+ * upstream's never come back. Sec-WebSocket-Protocol is the exception: the client's offer goes
+ * upstream, and the upstream's choice comes back.
+ */
+const WEBSOCKET_HANDSHAKE = new Set(["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"]);
+
+/** Client headers → the upstream WebSocket handshake: as for a POST, and without the client's handshake headers. */
+export function websocketUpstreamHeaders(headers: Headers): Headers {
+  rewriteUpstreamHeaders(headers);
+  for (const name of WEBSOCKET_HANDSHAKE) headers.delete(name);
+  return headers;
+}
+
+/** The upstream's 101 headers → the client's 101: without hop-by-hop and handshake headers (Bun makes its own). */
+export function websocketDownstreamHeaders(upstream: Headers): Headers {
+  const out = downstreamHeaders(upstream);
+  for (const name of WEBSOCKET_HANDSHAKE) out.delete(name);
+  return out;
+}

@@ -39,6 +39,8 @@ export interface RequestRecord {
   /** The local user who sent it (`alice(1000)`, `unknown`), where the platform can tell. */
   user?: string;
   uid?: number;
+  /** A relayed WebSocket (status 101): messages each way, and who closed it with which code. */
+  websocket?: { messagesIn: number; messagesOut: number; closedBy: string; code: number };
 }
 
 export interface StartRecord {
@@ -87,10 +89,14 @@ export class Logger {
         method, path, status: r.status, ms: Number(r.ms.toFixed(1)), bytes_in: r.bytesIn, bytes_out: r.bytesOut,
         ...(outcome && { outcome }), ...(r.reason && { reason: r.reason }), ...(r.cause && { cause: r.cause }),
         ...(r.requestId && { request_id: r.requestId }),
+        ...(r.websocket && {
+          messages_in: r.websocket.messagesIn, messages_out: r.websocket.messagesOut, closed_by: r.websocket.closedBy, close_code: r.websocket.code,
+        }),
       });
     }
     const user = r.user ? ` user=${r.user}` : "";
     let line = `${new Date().toISOString()}${user} ${method} ${path} ${r.status} ${r.ms.toFixed(1)}ms in=${r.bytesIn}B out=${r.bytesOut}B`;
+    if (r.websocket) line += ` messages=${r.websocket.messagesIn}/${r.websocket.messagesOut} closed_by=${r.websocket.closedBy} code=${r.websocket.code}`;
     if (outcome) line += ` ${outcome}`;
     if (r.reason) line += ` reason=${r.reason}`;
     if (r.cause) line += ` cause=${r.cause}`;

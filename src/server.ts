@@ -1,19 +1,24 @@
 // The listener: Bun.serve on 127.0.0.1, the gate in front of `forward`, and shutdown.
 import type { Server } from "bun";
 import type { Config } from "./cli";
-import { forbidden, proxyError } from "./errors";
+import { describeError, forbidden, proxyError } from "./errors";
 import { type Credential, forward, type ForwardOptions, type Tap } from "./forward";
 import { classify, headBytes, requestTarget } from "./gate";
-import type { Logger, RequestRecord } from "./log";
+import { downstreamHeaders, websocketDownstreamHeaders, websocketUpstreamHeaders } from "./headers";
+import { type Logger, printableRequestId, type RequestRecord } from "./log";
 import type { PeerUsers } from "./peer-user";
 import { upstreamTransport } from "./transport";
 import type { UserPolicy } from "./users";
+import { Relay, relayHandlers, type RelayEnd, type RelayTap } from "./websocket-relay";
+import { UpstreamWebSocket } from "./websocket-upstream";
 
 export interface ProxyHooks {
   /** Request log lines go here (it drops successful ones under --quiet). */
   log: Logger;
   /** Extra observer of each forwarded exchange (the dump), if any; `user` as the log names it. */
   tap?: (req: Request, user: string | undefined) => Partial<Tap>;
+  /** The same for a relayed WebSocket: told the handshake's answer, then each message. */
+  websocketTap?: (req: Request, user: string | undefined) => RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void };
   /** Names of local users, and who may use the proxy. */
   users: UserPolicy;
   /** Who owns a client connection (Linux); undefined where the platform cannot tell. */
@@ -22,7 +27,15 @@ export interface ProxyHooks {
   shutdown: () => void;
 }
 
-export function startProxy(config: Config, credential: Credential, hooks: ProxyHooks): Server<undefined> {
+export interface Proxy {
+  server: Server<Relay>;
+  /** Relayed WebSockets still open. */
+  readonly relays: ReadonlySet<Relay>;
+  /** Ends every relayed WebSocket with 1001 (going away), both sides: the proxy is stopping. How many. */
+  closeWebSockets(): number;
+}
+
+export function startProxy(config: Config, credential: Credential, hooks: ProxyHooks): Proxy {
   const opts: ForwardOptions = {
     send: upstreamTransport(config.upstream),
     credential,
@@ -33,8 +46,9 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
   const { log } = hooks;
   let active = 0;
   let port = 0;
+  const relays = new Set<Relay>();
 
-  async function handle(req: Request, server: Server<undefined>): Promise<Response> {
+  async function handle(req: Request, server: Server<Relay>): Promise<Response | undefined> {
     const started = performance.now();
     const target = requestTarget(req.url);
     // Who sent it: the kernel's owner of the client's socket, asked per request (a keep-alive
@@ -51,8 +65,8 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       logLine(431, { reason: "request_header_too_large" });
       return proxyError(431, "request_header_too_large", `request head exceeds the proxy's limit of ${config.maxHeaderBytes} bytes`);
     }
-    const verdict = classify(req.method, target, req.headers, port, config.httpShutdown);
-    if ((verdict === "forward" || verdict === "shutdown") && !hooks.users.allows(uid)) {
+    const verdict = classify(req.method, target, req.headers, port, config.httpShutdown, config.websocket);
+    if ((verdict === "forward" || verdict === "websocket" || verdict === "shutdown") && !hooks.users.allows(uid)) {
       logLine(403, { reason: "user" });
       return proxyError(403, "user_not_allowed", `local user ${user ?? "unknown"} may not use this proxy (--allow-user / --allow-group)`);
     }
@@ -61,7 +75,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       hooks.shutdown();
       return new Response(null, { status: 200 });
     }
-    if (verdict !== "forward") {
+    if (verdict !== "forward" && verdict !== "websocket") {
       logLine(403, { reason: verdict });
       return forbidden();
     }
@@ -71,6 +85,8 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
         "retry-after": "1",
       });
     }
+
+    if (verdict === "websocket") return relayWebSocket(req, server, user, uid, started);
 
     active++;
     let ended = false;
@@ -109,7 +125,75 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     }
   }
 
-  const server = Bun.serve({
+  /**
+   * --websocket: the upstream handshake first, with the key; only once the upstream has said 101
+   * is the client upgraded. A refusal (401, 429, …) reaches the client as it is, status and body.
+   */
+  async function relayWebSocket(req: Request, server: Server<Relay>, user: string | undefined, uid: number | undefined, started: number) {
+    const target = requestTarget(req.url);
+    const logLine = (status: number, more: Partial<RequestRecord>) =>
+      log.request({ method: "GET", target, status, ms: performance.now() - started, bytesIn: 0, bytesOut: 0, user, uid, ...more });
+    const cred = credential();
+    if ("error" in cred) {
+      logLine(502, { outcome: "proxy_error", reason: "upstream_credentials_unavailable" });
+      return proxyError(502, "upstream_credentials_unavailable", cred.error);
+    }
+    active++;
+    const tap = hooks.websocketTap?.(req, user);
+    server.timeout(req, 0); // the handshake may take as long as --upstream-timeout allows
+    const handshake = await UpstreamWebSocket.connect({
+      url: config.upstream,
+      // A copy: server.upgrade below reads the client's own handshake headers from the request.
+      headers: websocketUpstreamHeaders(new Headers(req.headers)),
+      authorization: cred.authorization,
+      maxMessage: config.maxWebSocketMessageBytes,
+      timeoutMs: config.upstreamTimeout * 1000,
+      signal: req.signal,
+    });
+    const requestId = (h: Headers) => printableRequestId(h.get("x-request-id"));
+    if (handshake.kind === "failed") {
+      active--;
+      const cause = describeError(handshake.error);
+      const record: RelayEnd = { ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "proxy", code: 1006, outcome: "upstream_lost", cause };
+      tap?.handshake(502, new Headers());
+      tap?.end(record);
+      logLine(502, { outcome: "proxy_error", reason: "upstream_unreachable", cause });
+      return proxyError(502, "upstream_unreachable", `upstream WebSocket handshake failed (${cause})`);
+    }
+    if (handshake.kind === "refused") {
+      active--;
+      const headers = downstreamHeaders(handshake.headers);
+      headers.delete("content-length");
+      tap?.handshake(handshake.status, handshake.headers, handshake.body);
+      tap?.end({ ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "upstream", code: 1006, outcome: "complete" });
+      logLine(handshake.status, { bytesOut: handshake.body.byteLength, requestId: requestId(handshake.headers) });
+      return new Response(handshake.body, { status: handshake.status, headers });
+    }
+    const upstream = handshake.socket;
+    const relay = new Relay(
+      upstream,
+      (e) => {
+        active--;
+        relays.delete(relay);
+        logLine(101, {
+          ms: performance.now() - started, bytesIn: e.bytesIn, bytesOut: e.bytesOut, outcome: e.outcome, cause: e.cause,
+          requestId: requestId(handshake.headers),
+          websocket: { messagesIn: e.messagesIn, messagesOut: e.messagesOut, closedBy: e.closedBy, code: e.code },
+        });
+      },
+      tap,
+    );
+    relays.add(relay);
+    tap?.handshake(101, handshake.headers);
+    if (!server.upgrade(req, { data: relay, headers: websocketDownstreamHeaders(handshake.headers) })) {
+      // The client is gone, or its handshake was one Bun will not complete: nothing was relayed.
+      relay.clientClosed(1006, "");
+      return new Response(null, { status: 400 });
+    }
+    return undefined;
+  }
+
+  const server = Bun.serve<Relay>({
     hostname: "127.0.0.1",
     port: config.port,
     // Bun otherwise sets SO_REUSEPORT: a second proxy (same user) would silently share the port
@@ -120,6 +204,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     // The proxy enforces its own limit (413 JSON, also while a chunked body streams).
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     fetch: handle,
+    websocket: relayHandlers(config.maxWebSocketMessageBytes),
     error() {
       // Reached only by a bug: still JSON, still no stack trace and nothing of the request.
       return proxyError(500, "internal_error", "internal proxy error");
@@ -127,5 +212,13 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
   });
   // Read once: server.port asks the kernel (getsockname) every time.
   port = server.port!;
-  return server;
+  return {
+    server,
+    relays,
+    closeWebSockets: () => {
+      const open = [...relays];
+      for (const relay of open) relay.shutdown();
+      return open.length;
+    },
+  };
 }

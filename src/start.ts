@@ -14,6 +14,7 @@ import type { HardeningReport } from "./hardening";
 import { Logger, NAME, stderrLine } from "./log";
 import { startProxy } from "./server";
 import { openPeerUsers, type PeerUsers } from "./peer-user";
+import { proxyConfigured } from "./proxy-env";
 import { removeServerInfo, writeServerInfo } from "./server-info";
 import { parseGroup, parsePasswd, UserError, UserPolicy } from "./users";
 
@@ -67,6 +68,9 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
   const refusal = unsafeEnvironment(process.env);
   if (refusal) fail(refusal, 1);
+  if (config.websocket && proxyConfigured(process.env)) {
+    fail("--websocket cannot reach the upstream through an HTTP(S) proxy (HTTPS_PROXY / HTTP_PROXY is set); clients fall back to POST without it", 1);
+  }
 
   // Local users: names for the log, and who may use the key (before the key is read).
   let users: UserPolicy;
@@ -137,29 +141,32 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
 
   // 4. Listen on 127.0.0.1 only.
-  let server: ReturnType<typeof startProxy>;
+  let proxy: ReturnType<typeof startProxy>;
+  let websocketsCut = 0;
   // Every orderly exit: one line with its cause and the exchanges it cut, and no server-info
   // file left behind that names a port anyone could take next.
   const exit = (cause: string) => {
-    log.stop({ cause, cut: server.pendingRequests });
+    log.stop({ cause, cut: proxy.server.pendingRequests + websocketsCut });
     if (config.serverInfo) removeServerInfo(config.serverInfo, process.pid);
     process.exit(0);
   };
   try {
-    server = startProxy(config, credential, {
+    proxy = startProxy(config, credential, {
       log,
       users,
       peers,
       tap: dumper && ((req, user) => dumper.tap(req, user)),
+      websocketTap: dumper && ((req, user) => dumper.websocket(req, user)),
       shutdown() {
-        server.stop();
+        proxy.server.stop();
+        websocketsCut += proxy.closeWebSockets();
         setTimeout(() => exit("/shutdown"), 100); // lets the 200 reach the client first
       },
     });
   } catch (err) {
     fail(`cannot listen on 127.0.0.1:${config.port} (${describeError(err)})`, 1);
   }
-  const port = server.port!;
+  const port = proxy.server.port!;
 
   // 5. Signals: stop accepting, give in-flight exchanges a short grace, exit 0. Installed before
   // the proxy announces itself, so a SIGTERM sent the moment server-info appears is orderly.
@@ -167,10 +174,11 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) exit(signal); // a second signal: do not wait
     stopping = true;
-    server.stop(false);
+    proxy.server.stop(false);
+    websocketsCut += proxy.closeWebSockets(); // a relayed WebSocket has no natural end: both sides get 1001
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;
     setInterval(() => {
-      if (server.pendingRequests === 0 || Date.now() >= deadline) exit(signal);
+      if (proxy.server.pendingRequests === 0 || Date.now() >= deadline) exit(signal);
     }, 25);
   };
   process.on("SIGTERM", onSignal);

@@ -42,7 +42,8 @@ function hostilePage(proxy: string): string {
 
 needs(existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is missing (Debian package chromium)`)("a hostile web page: no-cors fetch, form POST, sendBeacon, <img src=/shutdown> and a WebSocket are all refused", async () => {
   const up = await startUpstream();
-  const proxy = await startProxy({ args: ["--upstream-url", up.url, "--http-shutdown"] });
+  // --websocket on: the page's WebSocket must be refused even where WebSockets are relayed.
+  const proxy = await startProxy({ args: ["--upstream-url", up.url, "--http-shutdown", "--websocket"] });
   const page = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,

@@ -27,6 +27,20 @@ describe("classify", () => {
     expect(classify("POST", "/v1/responses", h({ upgrade: "h2c, websocket" }), 8080, true)).toBe("upgrade");
     expect(classify("POST", "/v1/responses", h({ upgrade: "" }), 8080, true)).toBe("upgrade");
   });
+  test("with --websocket: a GET WebSocket handshake on /v1/responses is relayed; nothing else changes", () => {
+    const ws = { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" };
+    expect(classify("GET", "/v1/responses", h(ws), 8080, false, true)).toBe("websocket");
+    expect(classify("GET", "/v1/responses", h({ ...ws, upgrade: "WebSocket" }), 8080, false, true)).toBe("websocket");
+    expect(classify("GET", "/v1/responses", h(ws), 8080, false, false)).toBe("upgrade"); // without the flag
+    expect(classify("POST", "/v1/responses", h(ws), 8080, false, true)).toBe("upgrade"); // a WebSocket opens with GET
+    expect(classify("GET", "/v1/responses?x=1", h(ws), 8080, false, true)).toBe("query");
+    expect(classify("GET", "/v1/other", h(ws), 8080, false, true)).toBe("path");
+    expect(classify("GET", "/v1/responses", h({ ...ws, upgrade: "h2c" }), 8080, false, true)).toBe("method");
+    // A page's WebSocket always carries Origin: refused first, with or without the flag.
+    expect(classify("GET", "/v1/responses", h({ ...ws, origin: "http://127.0.0.1:8080" }), 8080, false, true)).toBe("browser:origin");
+    expect(classify("GET", "/v1/responses", h({ ...ws, host: "evil.example" }), 8080, false, true)).toBe("host");
+  });
+
   test("ignores an h2c upgrade offer on an allowed request (curl --http2, Java's HttpClient)", () => {
     const offer = { connection: "Upgrade, HTTP2-Settings", upgrade: "h2c", "http2-settings": "AAMAAABkAAQCAAAAAAIAAAAA" };
     expect(classify("POST", "/v1/responses", h(offer), 8080, false)).toBe("forward");

@@ -1,0 +1,154 @@
+// --websocket: one client WebSocket (Bun.serve's) joined to one upstream WebSocket
+// (websocket-upstream.ts). Messages go both ways as they arrive, text as text and binary as
+// binary; pings are answered at each hop; close codes and reasons cross; whichever side goes
+// first, the other is closed at once. Backpressure both ways: a slow reader pauses the other side.
+import type { ServerWebSocket, WebSocketHandler } from "bun";
+import { isSendableCloseCode, type Message, OPCODE } from "./websocket-frames";
+import type { UpstreamWebSocket } from "./websocket-upstream";
+
+/** How a relayed connection ended, for its log line and its dump. */
+export interface RelayEnd {
+  ms: number;
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Who ended it: `client`, `upstream` or `proxy` (shutting down, or the upstream broke the protocol). */
+  closedBy: "client" | "upstream" | "proxy";
+  /** The close code that ended it, as sent or received (1005: none given; 1006: no close frame). */
+  code: number;
+  /** `complete` for a close handshake by either side; else what went wrong. */
+  outcome: "complete" | "upstream_lost" | "upstream_protocol_error" | "proxy_shutdown";
+  cause?: string;
+}
+
+/** An observer of the messages (the dump). */
+export interface RelayTap {
+  message(from: "client" | "upstream", m: { kind: "text"; data: string } | { kind: "binary"; data: Uint8Array }): void;
+  end(e: RelayEnd): void;
+}
+
+const encoder = new TextEncoder();
+/** The reason Bun (uWS) gives when it closed a client for a message over maxPayloadLength. */
+const TOO_BIG = "Received too big message";
+
+export class Relay {
+  private client?: ServerWebSocket<Relay>;
+  /** What the upstream sent before the client's side was open: delivered on open, in order. */
+  private early: Message[] = [];
+  private readonly started = performance.now();
+  private counts = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
+  private done = false;
+
+  constructor(
+    private readonly upstream: UpstreamWebSocket,
+    private readonly onEnd: (e: RelayEnd) => void,
+    private readonly tap?: RelayTap,
+  ) {
+    upstream.handlers = {
+      message: (m) => {
+        if (this.done) return; // after the end, nothing more crosses
+        if (this.client) this.fromUpstream(m);
+        else this.early.push(m);
+      },
+      protocolError: (e) => this.end("proxy", e.code === 1009 ? 1009 : 1011, "upstream_protocol_error", `upstream ${e.message}`),
+      closed: (clean, cause) => {
+        if (!clean) this.end("upstream", 1011, "upstream_lost", "upstream connection lost", cause ?? "UPSTREAM_CLOSED");
+      },
+      drain: () => this.client?.resume(),
+    };
+  }
+
+  /** The client's side is open (server.upgrade succeeded). */
+  opened(ws: ServerWebSocket<Relay>): void {
+    this.client = ws;
+    for (const m of this.early.splice(0)) this.fromUpstream(m);
+    if (this.pendingClose) this.closeClient(this.pendingClose.code, this.pendingClose.reason);
+  }
+
+  /** Set when the relay ended before the client's side was open. */
+  private pendingClose?: { code: number; reason: string };
+
+  private closeClient(code: number, reason: string): void {
+    if (!this.client) {
+      this.pendingClose = { code, reason };
+      return;
+    }
+    if (isSendableCloseCode(code)) this.client.close(code, reason);
+    else this.client.close();
+  }
+
+  private fromUpstream(m: Message): void {
+    const ws = this.client!;
+    if (m.kind === "close") return this.end("upstream", m.code ?? 1005, "complete", m.reason);
+    if (m.kind !== "text" && m.kind !== "binary") return; // ping/pong: answered per hop
+    this.counts.messagesOut++;
+    this.counts.bytesOut += m.kind === "text" ? Buffer.byteLength(m.data) : m.data.byteLength;
+    this.tap?.message("upstream", m);
+    // -1: queued behind a slow client; stop reading the upstream until the client drains.
+    if (ws.send(m.data) === -1) this.upstream.pause();
+  }
+
+  /** A message from the client. */
+  fromClient(ws: ServerWebSocket<Relay>, message: string | Buffer): void {
+    const text = typeof message === "string";
+    const bytes = text ? encoder.encode(message) : message;
+    this.counts.messagesIn++;
+    this.counts.bytesIn += bytes.byteLength;
+    this.tap?.message("client", text ? { kind: "text", data: message } : { kind: "binary", data: message });
+    if (!this.upstream.send(text ? OPCODE.text : OPCODE.binary, bytes)) ws.pause(); // until the upstream drains
+  }
+
+  /** The client's side closed (its close frame, or its connection gone: 1006). */
+  clientClosed(code: number, reason: string): void {
+    // Bun closes a client whose message exceeds maxPayloadLength with 1009 on the wire, but tells
+    // this handler 1006 with uWS's reason: the upstream is told 1009, what the client was told.
+    if (code === 1006 && reason === TOO_BIG) return this.end("client", 1009, "complete", "message too big");
+    this.end("client", code, "complete", reason);
+  }
+
+  /** The proxy is stopping: both sides get 1001. */
+  shutdown(): void {
+    this.end("proxy", 1001, "proxy_shutdown", "proxy shutting down");
+  }
+
+  clientDrained(): void {
+    this.upstream.resume();
+  }
+
+  /** Closes the other side(s) with `code` and reports, once. */
+  private end(by: RelayEnd["closedBy"], code: number, outcome: RelayEnd["outcome"], reason: string, cause?: string): void {
+    if (this.done) return;
+    this.done = true;
+    // To the upstream: the client's own code where it may be sent on; 1001 (going away) when the
+    // client vanished without one.
+    if (by !== "upstream") this.upstream.close(isSendableCloseCode(code) ? code : code === 1005 ? undefined : 1001, by === "client" ? reason : "");
+    else this.upstream.close(code === 1005 ? undefined : code, reason); // the close handshake's answer
+    if (by !== "client") this.closeClient(code, reason);
+    if (outcome !== "complete" && by !== "client") this.upstream.terminate();
+    const e: RelayEnd = { ms: performance.now() - this.started, ...this.counts, closedBy: by, code, outcome, ...(cause ? { cause } : {}) };
+    this.onEnd(e);
+    this.tap?.end(e);
+  }
+
+  /** Whether this relay has ended (the client's side may still be closing). */
+  get ended(): boolean {
+    return this.done;
+  }
+}
+
+/** Bun.serve's `websocket` option: each client socket's data is its Relay. */
+export function relayHandlers(maxMessage: number): WebSocketHandler<Relay> {
+  return {
+    maxPayloadLength: maxMessage, // larger: Bun closes the client with 1009, which crosses upstream
+    idleTimeout: 0, // a session may sit between turns for long; pings (below) keep it honest
+    sendPings: true,
+    perMessageDeflate: false,
+    backpressureLimit: 16 * 1024 * 1024,
+    closeOnBackpressureLimit: false,
+    open: (ws) => ws.data.opened(ws),
+    message: (ws, message) => ws.data.fromClient(ws, message),
+    drain: (ws) => ws.data.clientDrained(),
+    close: (ws, code, reason) => ws.data.clientClosed(code, reason),
+  };
+}
