@@ -7,6 +7,10 @@
 //   sse          `x-events` events, `x-gap-ms` apart, each stamped with the monotonic send time (ns)
 //   download     `x-bytes` bytes in 1 MiB chunks
 //   upload       reads the whole body, answers its size
+//
+// A WebSocket on /v1/responses (figure 8): each message {"events":N,"gap":ms} is answered by N
+// text messages `gap` ms apart, each stamped with the monotonic send time (ns), then one more
+// saying {"type":"response.completed"}.
 
 import { monotonicNs } from "./clock";
 
@@ -30,7 +34,8 @@ const server = Bun.serve({
   tls: cert && key ? { cert: Bun.file(cert), key: Bun.file(key) } : undefined,
   idleTimeout: 0,
   maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-  async fetch(req) {
+  async fetch(req, srv) {
+    if (req.headers.get("upgrade")?.toLowerCase() === "websocket" && srv.upgrade(req, { data: undefined })) return undefined;
     const mode = req.headers.get("x-bench");
     if (mode === "upload") {
       let n = 0;
@@ -65,6 +70,17 @@ const server = Bun.serve({
       return new Response(body, { headers: { "content-type": "application/octet-stream" } });
     }
     return new Response(SMALL, { headers: { "content-type": "application/json" } });
+  },
+  websocket: {
+    idleTimeout: 0,
+    async message(ws, m) {
+      const { events, gap } = JSON.parse(String(m)) as { events: number; gap: number };
+      for (let i = 0; i < events; i++) {
+        if (i > 0) await Bun.sleep(gap);
+        ws.send(`{"type":"response.output_text.delta","n":${i},"t":${monotonicNs()}}`);
+      }
+      ws.send('{"type":"response.completed"}');
+    },
   },
 });
 console.log(server.port);

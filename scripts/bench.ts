@@ -7,7 +7,8 @@
 // Bun proxy beats on this machine: --peer "bun scripts/floor-proxy.ts"). Targets take turns
 // within each figure, so drift hits them alike; the table gives each figure and its ratios.
 // Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1, 2 and 7, and
-// openssl for figure 7 (an https upstream).
+// openssl for figure 7 (an https upstream). Figure 8 (WebSocket sessions) runs direct and this
+// proxy only.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -314,6 +315,44 @@ async function longStreams(target: Target, streams: number, events: number, gapM
   return onTime.filter(Boolean).length;
 }
 
+// ---------------------------------------------------------------- figure 8: WebSocket sessions
+
+/**
+ * `sessions` concurrent WebSockets (Codex's transport), each asking once for `events` messages
+ * `gapMs` apart: the delay (µs) of every message from the upstream's send to the client, and the
+ * sessions that failed or missed messages.
+ */
+async function wsDelays(target: Target, sessions: number, events: number, gapMs: number): Promise<{ delays: number[]; failed: number }> {
+  const delays: number[] = [];
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: sessions }, () =>
+      new Promise<void>((resolve) => {
+        const ws = new WebSocket(`${target.base.replace("http:", "ws:")}/v1/responses`);
+        let seen = 0;
+        const done = (ok: boolean) => {
+          if (!ok) failed++;
+          ws.close();
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => done(false), CLIENT_DEADLINE_MS);
+        ws.onopen = () => ws.send(JSON.stringify({ events, gap: gapMs }));
+        ws.onmessage = (e) => {
+          const now = monotonicNs();
+          const m = /"t":(\d+)/.exec(String(e.data));
+          if (m) {
+            delays.push(Number(now - BigInt(m[1]!)) / 1000);
+            seen++;
+          } else done(seen === events);
+        };
+        ws.onerror = () => done(false);
+      }),
+    ),
+  );
+  return { delays, failed };
+}
+
 // ---------------------------------------------------------------- figure 7: https upstream
 
 /** A self-signed ECDSA P-256 certificate for 127.0.0.1, or undefined without openssl. */
@@ -458,6 +497,31 @@ try {
     const ms: Partial<Record<Kind, number>> = {};
     for (const k of proxies) ms[k] = await startupMs(k, upstream, runs);
     rows.push({ figure: `6 start-up (median of ${runs})`, unit: "ms", values: ms, target: "≤ 10 ms", ok: (v) => v <= 10 });
+  }
+
+  // 8: WebSocket sessions (--websocket), direct and this proxy (the original relays none).
+  if (runs("8")) {
+    const sessions = QUICK ? 20 : 50;
+    const events = QUICK ? 50 : 200;
+    say(`figure 8: ${sessions} WebSocket sessions, ${events} messages each, 10 ms apart`);
+    const p50: Partial<Record<Kind, number>> = {};
+    const p99: Partial<Record<Kind, number>> = {};
+    const failed: Partial<Record<Kind, number>> = {};
+    const cpu: Partial<Record<Kind, number>> = {};
+    for (const k of ["direct", "proxy"] as const) {
+      const t = await startTarget(k, upstream, ["--websocket", "--max-concurrent", String(sessions * 2)]);
+      const before = t.pid ? cpuSeconds(t.pid) : 0;
+      const r = await wsDelays(t, sessions, events, 10);
+      if (t.pid) cpu[k] = ((cpuSeconds(t.pid) - before) * 1e6) / (sessions * events);
+      p50[k] = percentile(r.delays, 50);
+      p99[k] = percentile(r.delays, 99);
+      failed[k] = r.failed;
+      await t.stop();
+    }
+    rows.push({ figure: `8 WebSocket, ${sessions} sessions: delay per message p50`, unit: "µs", values: p50 });
+    rows.push({ figure: "8 … delay per message p99", unit: "µs", values: p99 });
+    rows.push({ figure: "8 … proxy CPU per relayed message", unit: "µs", values: cpu });
+    rows.push({ figure: "8 … sessions that failed or missed a message", unit: "sessions", values: failed, target: "0", ok: (v) => v === 0 });
   }
 
   // 7: an https upstream, as in real use. A client that keeps its connection pays the proxy's TLS
