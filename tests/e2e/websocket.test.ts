@@ -7,7 +7,8 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { responseEvents } from "../../scripts/fake-upstream";
-import { KEY, ROOT, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, startProxy, stopAll, waitFor } from "../helpers";
+import { countInMemory } from "../../scripts/key-copies";
+import { IS_ROOT, KEY, ROOT, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, startProxy, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -386,6 +387,27 @@ describe("--websocket", () => {
     const rec = JSON.parse(proxy.stderr().split("\n").find((l) => l.includes('"closed_by"'))!);
     expect(rec).toMatchObject({ event: "request", method: "GET", path: "/v1/responses", status: 101, bytes_in: 1, bytes_out: 1, messages_in: 1, messages_out: 1, closed_by: "client", close_code: 4000 });
   });
+
+  needs(IS_ROOT ? undefined : "needs root: reads the proxy's memory")("the key stays one copy in memory after 300 WebSocket sessions (each handshake writes the one Authorization line)", async () => {
+    const up = wsUpstream();
+    const proxy = await wsProxy(up, ["--quiet"]);
+    await Bun.sleep(100);
+    expect(countInMemory(proxy.proc.pid, KEY)).toEqual({ ascii: 1, utf16: 0 });
+    for (let round = 0; round < 30; round++) {
+      const clients = Array.from({ length: 10 }, () => connect(proxy.base));
+      for (const c of clients) {
+        expect(await c.opened).toBe(true);
+        c.ws.send("hello");
+      }
+      await waitFor(() => clients.every((c) => c.messages.length === 1), 5000, "echoes");
+      for (const c of clients) c.ws.close();
+      await Promise.all(clients.map((c) => c.closed));
+    }
+    const after = countInMemory(proxy.proc.pid, KEY);
+    console.log(`key copies: 1 after start, ${after.ascii} after 300 WebSocket sessions`);
+    expect(after.ascii).toBeLessThanOrEqual(2);
+    expect(after.utf16).toBe(0);
+  }, 60_000);
 
   test("refused at start-up behind an HTTP(S) proxy (it would not reach the upstream)", async () => {
     const p = Bun.spawnSync([join(ROOT, "dist/responses-api-proxy"), "--websocket"], { env: baseEnv({ HTTPS_PROXY: "http://127.0.0.1:9" }), stdin: new Blob([`${KEY}\n`]) });
