@@ -3,8 +3,8 @@
 // The floor: the least work that still makes an authenticating proxy on Bun, for the benchmark
 // (`npm run bench -- --peer "bun scripts/floor-proxy.ts"`). It is NOT the product and must never
 // hold a real key: no gate, no browser refusal, no limits, no timeouts, no hardening, no JSON
-// errors. Raw sockets on both sides (Bun.listen, Bun.connect), one upstream connection per client
-// connection, each request head rewritten (Host and Authorization), Content-Length bodies only,
+// errors. Raw sockets on both sides (Bun.listen, Bun.connect; TLS to an https upstream, as the
+// product), one upstream connection per client connection, each request head rewritten (Host and Authorization), Content-Length bodies only,
 // and the response bytes relayed untouched (no parsing at all). Whatever this reaches on a
 // machine, no Bun proxy that checks anything will beat: the product's distance from it is what its
 // own code costs.
@@ -16,6 +16,7 @@ const { values } = parseArgs({ options: { port: { type: "string" }, "server-info
 const upstream = new URL(String(values["upstream-url"]));
 const key = (await new Response(Bun.stdin.stream()).text()).split("\n")[0]!.trim();
 const prefix = `host: ${upstream.host}\r\nauthorization: Bearer ${key}\r\n`;
+const tls = upstream.protocol === "https:";
 
 /** One direction of a connection pair. */
 interface Pipe {
@@ -99,15 +100,23 @@ const server = Bun.listen<{ client?: Client }>({
       const client: Client = { up: {}, down: { to: socket }, body: 0, early: [] };
       socket.data = { client };
       client.up.from = socket;
+      const ready = (up: Socket<any>) => {
+        client.up.to = up;
+        client.down.from = up;
+        for (const bytes of client.early) send(client.up, bytes);
+        client.early = [];
+      };
       Bun.connect({
         hostname: upstream.hostname,
-        port: Number(upstream.port) || 80,
+        port: Number(upstream.port) || (tls ? 443 : 80),
+        tls: tls ? { serverName: upstream.hostname } : undefined,
         socket: {
           open(up) {
-            client.up.to = up;
-            client.down.from = up;
-            for (const bytes of client.early) send(client.up, bytes);
-            client.early = [];
+            if (!tls) ready(up);
+          },
+          handshake(up, success) {
+            if (success) ready(up);
+            else up.end();
           },
           data: (_up, chunk) => send(client.down, chunk),
           drain: () => drain(client.up),
