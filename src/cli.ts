@@ -254,3 +254,19 @@ function isLoopback(url: URL): boolean {
 export function isInsecureUpstream(url: URL): boolean {
   return url.protocol === "http:" && !isLoopback(url);
 }
+
+/**
+ * Descriptors kept aside from the open-file limit: standard streams, the listener, the dump folder,
+ * the netlink socket, the runtime's own, and a few idle pooled upstream sockets (at full
+ * concurrency the pools are drained: every upstream socket is in an exchange).
+ */
+export const RESERVED_FILES = 64;
+
+/**
+ * The most exchanges an open-file limit lets the proxy carry (each holds two sockets: the client's
+ * and the upstream's). Beyond it, connections would wait unaccepted with no answer and no log
+ * line; capped here, the extra ones get a 503 that says why.
+ */
+export function concurrencyForOpenFiles(openFiles: number): number {
+  return Math.max(1, Math.floor((openFiles - RESERVED_FILES) / 2));
+}

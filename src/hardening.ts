@@ -112,6 +112,8 @@ export interface HardeningReport {
    * start-up when to say that the proxy is waiting for it. Absent where there is no C library.
    */
   stdinReady?(ms: number): boolean;
+  /** The open-file limit in force after raising it (undefined where it could not be read). */
+  openFiles?: number;
 }
 
 class HardeningFailure extends Error {
@@ -158,10 +160,14 @@ function applyHardening(): HardeningReport {
 
   // Thousands of concurrent streams need more descriptors than the usual soft limit of 1024.
   const nofile = RLIMIT_NOFILE[platform];
-  if (fn.getrlimit!(nofile, limit) === 0 && limit[0]! < limit[1]!) {
-    limit[0] = limit[1]!;
-    if (fn.setrlimit!(nofile, limit) !== 0) {
-      warnings.push(`could not raise the open-file limit: setrlimit(RLIMIT_NOFILE) failed: ${describe(errno())}`);
+  let openFiles: number | undefined;
+  if (fn.getrlimit!(nofile, limit) === 0) {
+    openFiles = Number(limit[0]!);
+    if (limit[0]! < limit[1]!) {
+      limit[0] = limit[1]!;
+      if (fn.setrlimit!(nofile, limit) !== 0) {
+        warnings.push(`could not raise the open-file limit: setrlimit(RLIMIT_NOFILE) failed: ${describe(errno())}`);
+      } else openFiles = Number(limit[1]!);
     }
   }
 
@@ -179,7 +185,7 @@ function applyHardening(): HardeningReport {
   for (const name of loaderVariables(process.env, platform)) delete process.env[name];
 
   if (inheritedKey) scrubInheritedKey(fn);
-  return { applied, warnings, inheritedKey, loaderAtLaunch, stdinReady: (ms) => stdinReady(fn, ms) };
+  return { applied, warnings, inheritedKey, loaderAtLaunch, stdinReady: (ms) => stdinReady(fn, ms), openFiles };
 }
 
 /**

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { isatty } from "node:tty";
 import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./api-key";
 import { AuthorizationLine } from "./authorization";
-import { isInsecureUpstream, parseArgs, UsageError, USAGE, VERSION } from "./cli";
+import { type Config, concurrencyForOpenFiles, isInsecureUpstream, parseArgs, RESERVED_FILES, UsageError, USAGE, VERSION } from "./cli";
 import { Dumper, prepareDumpDir } from "./dump";
 import { unsafeEnvironment } from "./environment";
 import { describeError } from "./errors";
@@ -26,6 +26,18 @@ const groups = () => parseGroup(readIfThere("/etc/group"));
 /** How long stdin may stay silent before the proxy says it is waiting for the key. */
 const KEY_NOTICE_MS = 2000;
 
+/** --max-concurrent, lowered (with a warning) to what the open-file limit can carry. */
+function withinOpenFiles(config: Config, openFiles: number | undefined, log: Logger): Config {
+  if (openFiles === undefined) return config;
+  const cap = concurrencyForOpenFiles(openFiles);
+  if (config.maxConcurrent <= cap) return config;
+  log.warning(
+    `--max-concurrent ${config.maxConcurrent} needs ${2 * config.maxConcurrent + RESERVED_FILES} open files and the limit is ${openFiles}: ` +
+      `at most ${cap} exchanges at once, more get 503; raise the hard limit (systemd: LimitNOFILE=, shell: ulimit -Hn) to allow more`,
+  );
+  return { ...config, maxConcurrent: cap };
+}
+
 export async function start(argv: string[], hardening: HardeningReport): Promise<void> {
   // 1. Command line: a usage error exits 2 before the key is read (always as text: the log
   // format is one of the arguments that did not parse).
@@ -45,8 +57,8 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     process.stdout.write(`${VERSION}\n`);
     process.exit(0);
   }
-  const { config } = command;
-  const log = new Logger(config.logFormat, config.quiet);
+  const log = new Logger(command.config.logFormat, command.config.quiet);
+  const config = withinOpenFiles(command.config, hardening.openFiles, log);
   const fail: (message: string, code: number) => never = (message, code) => {
     log.error(message, code);
     process.exit(code);

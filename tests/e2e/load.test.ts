@@ -1,7 +1,7 @@
 // Bounded load on loopback: every byte intact (checksums both ways), zero errors.
 import { afterEach, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { httpRequest, raw, startProxy, startUpstream, stopAll } from "../helpers";
+import { BIN, gappedStream, httpRequest, lacksTool, needs, raw, startProxy, startUpstream, stopAll } from "../helpers";
 
 afterEach(stopAll);
 
@@ -94,3 +94,27 @@ test("500 concurrent streams: every event of every stream arrives intact", async
   // All ran at once (~1 s of events each), not in waves of 256.
   expect(seconds).toBeLessThan(events * 0.05 * 2 + 3);
 }, 60_000);
+
+needs(lacksTool("prlimit", "util-linux"))(
+  "an open-file limit too small for --max-concurrent: a warning at start, then 503 beyond what it carries, never a hang",
+  async () => {
+    // 200 descriptors carry (200 - 64) / 2 = 68 exchanges; the default --max-concurrent is 256.
+    const up = await startUpstream(() => gappedStream(["data: a\n\n", "data: b\n\n"], 1500));
+    const proxy = await startProxy({ cmd: ["prlimit", "--nofile=200:200", "--", BIN, "--upstream-url", up.url] });
+    expect(proxy.stderr()).toContain(
+      "warning: --max-concurrent 256 needs 576 open files and the limit is 200: at most 68 exchanges at once, more get 503; " +
+        "raise the hard limit (systemd: LimitNOFILE=, shell: ulimit -Hn) to allow more",
+    );
+    const post = () => fetch(`${proxy.base}/v1/responses`, { method: "POST", body: "{}", signal: AbortSignal.timeout(10_000) });
+    const held = await Promise.all(Array.from({ length: 68 }, post));
+    expect(held.every((r) => r.status === 200)).toBe(true);
+    const extra = await post();
+    expect(extra.status).toBe(503);
+    expect(((await extra.json()) as { error: { code: string } }).error.code).toBe("too_many_requests");
+    await Promise.all(held.map((r) => r.text()));
+    const after = await post();
+    expect(after.status).toBe(200);
+    await after.text();
+  },
+  30_000,
+);

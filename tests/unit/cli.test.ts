@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DEFAULT_UPSTREAM, DEFAULTS, isInsecureUpstream, parseArgs, UsageError } from "../../src/cli";
+import { concurrencyForOpenFiles, DEFAULT_UPSTREAM, DEFAULTS, isInsecureUpstream, parseArgs, RESERVED_FILES, UsageError } from "../../src/cli";
 
 const run = (argv: string[]) => {
   const c = parseArgs(argv);
@@ -73,4 +73,13 @@ test("isInsecureUpstream", () => {
   expect(isInsecureUpstream(new URL("http://127.0.0.1:9/"))).toBe(false);
   expect(isInsecureUpstream(new URL("http://localhost/"))).toBe(false);
   expect(isInsecureUpstream(new URL("http://[::1]:8/"))).toBe(false);
+});
+
+describe("concurrencyForOpenFiles", () => {
+  test("two descriptors per exchange, after the reserved ones", () => {
+    expect(concurrencyForOpenFiles(20_000)).toBe(9968);
+    expect(concurrencyForOpenFiles(1024)).toBe(480);
+    expect(concurrencyForOpenFiles(RESERVED_FILES + 2)).toBe(1);
+    expect(concurrencyForOpenFiles(10)).toBe(1); // never 0: the proxy still serves one at a time
+  });
 });
