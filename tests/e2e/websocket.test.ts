@@ -87,6 +87,16 @@ async function rawHandshake(port: number, extra = ""): Promise<string> {
 
 const wsProxy = (up: { url: string }, args: string[] = []) => startProxy({ args: ["--websocket", "--upstream-url", up.url, ...args] });
 
+/** An echo upstream, a proxy with --websocket, and one client whose relay is open at both ends. */
+async function openRelay() {
+  const up = wsUpstream();
+  const proxy = await wsProxy(up);
+  const c = connect(proxy.base);
+  expect(await c.opened).toBe(true);
+  await waitFor(() => up.seen.sockets.length === 1, 5000, "the upstream's socket");
+  return { up, proxy, c };
+}
+
 describe("without --websocket (the original's behaviour)", () => {
   test("a WebSocket handshake gets 403 at once and nothing reaches the upstream", async () => {
     const up = wsUpstream();
@@ -256,11 +266,7 @@ describe("--websocket", () => {
   });
 
   test("pings: the upstream's are answered by the proxy, and the client's by the proxy", async () => {
-    const up = wsUpstream();
-    const proxy = await wsProxy(up);
-    const c = connect(proxy.base);
-    await c.opened;
-    await waitFor(() => up.seen.sockets.length === 1, 5000, "upstream socket");
+    const { up, proxy, c } = await openRelay();
     up.seen.sockets[0]!.ping("are you there");
     await waitFor(() => up.seen.pongs === 1, 5000, "the pong to the upstream's ping");
     let pong = false;
@@ -333,11 +339,7 @@ describe("--websocket", () => {
   });
 
   test("SIGTERM with a WebSocket open: both sides get 1001, exit 0, the stop line counts it", async () => {
-    const up = wsUpstream();
-    const proxy = await wsProxy(up);
-    const c = connect(proxy.base);
-    await c.opened;
-    await waitFor(() => up.seen.sockets.length === 1, 5000, "upstream socket");
+    const { up, proxy, c } = await openRelay();
     proxy.proc.kill("SIGTERM");
     expect((await c.closed).code).toBe(1001);
     expect(await proxy.exited).toBe(0);
