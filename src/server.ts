@@ -154,6 +154,12 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     if (handshake.kind === "failed") {
       active--;
       const cause = describeError(handshake.error);
+      if (req.signal.aborted) {
+        // The client left while the proxy was connecting: nobody to answer, nothing was relayed.
+        tap?.end({ ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "client", code: 1006, outcome: "complete" });
+        logLine(502, { outcome: "client_closed" });
+        return new Response(null, { status: 502 });
+      }
       const record: RelayEnd = { ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "proxy", code: 1006, outcome: "upstream_lost", cause };
       tap?.handshake(502, new Headers());
       tap?.end(record);

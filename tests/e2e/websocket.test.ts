@@ -5,10 +5,10 @@ import type { ServerWebSocket } from "bun";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { responseEvents } from "../../scripts/fake-upstream";
 import { countInMemory } from "../../scripts/key-copies";
-import { IS_ROOT, KEY, ROOT, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, startProxy, stopAll, waitFor } from "../helpers";
+import { IS_ROOT, KEY, ROOT, selfSignedUpstream, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, startProxy, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -302,6 +302,35 @@ describe("--websocket", () => {
     expect(closed.code).toBe(1011);
     expect(closed.reason).toContain("masked frame");
     await waitFor(() => proxy.stderr().includes("upstream_protocol_error"), 5000, "the log line");
+  });
+
+  needs(lacksTool("openssl", "openssl"))("a wss upstream (https: upstream URL) with a trusted certificate: relayed over TLS, the key in the handshake", async () => {
+    const { cert } = selfSignedUpstream();
+    let authorization = null as string | null;
+    const up = Bun.serve({
+      hostname: "127.0.0.1", port: 0,
+      tls: { cert: Bun.file(cert), key: Bun.file(join(dirname(cert), "k.pem")) },
+      fetch: (req, srv) => ((authorization = req.headers.get("authorization")), srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })),
+      websocket: { message: (ws, m) => void ws.send(`tls:${m}`) },
+    });
+    onCleanup(() => up.stop(true));
+    const proxy = await startProxy({ args: ["--websocket", "--upstream-url", `https://127.0.0.1:${up.port}/v1/responses`], env: baseEnv({ NODE_EXTRA_CA_CERTS: cert }) });
+    const c = connect(proxy.base);
+    expect(await c.opened).toBe(true);
+    c.ws.send("hi");
+    await waitFor(() => c.messages.length === 1, 5000, "the echo over TLS");
+    expect(c.messages[0]).toBe("tls:hi");
+    expect(authorization).toBe(`Bearer ${KEY}`);
+    c.ws.close();
+  });
+
+  needs(lacksTool("openssl", "openssl"))("a wss upstream whose certificate is not trusted: 502 naming the TLS error", async () => {
+    const tls = selfSignedUpstream();
+    const proxy = await wsProxy({ url: tls.url });
+    const reply = await rawHandshake(proxy.port);
+    expect(reply).toStartWith("HTTP/1.1 502 ");
+    expect(reply).toMatch(/SELF_SIGNED/);
+    expect(proxy.stderr()).toMatch(/GET \/v1\/responses 502 .* reason=upstream_unreachable cause=\w*SELF_SIGNED\w*/);
   });
 
   test("a bad 101 (wrong Sec-WebSocket-Accept): 502, never an open relay", async () => {
