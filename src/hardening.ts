@@ -80,7 +80,9 @@ function openLibc(platform: Platform) {
       ? { ptrace: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 } }
       : {}),
   } as const;
-  let lastError: unknown;
+  // When none loads, the first one's error is the one that matters: the later names are musl's
+  // fallbacks, and whether they exist depends on what else the host has installed.
+  let firstError: unknown;
   for (const name of libcCandidates(platform, process.arch)) {
     try {
       const lib = dlopen(name, symbols);
@@ -92,10 +94,10 @@ function openLibc(platform: Platform) {
       };
       return { fn, errno, describe };
     } catch (err) {
-      lastError = err;
+      firstError ??= err;
     }
   }
-  throw new Error(`cannot load the C library (${String(lastError)})`);
+  throw new Error(`cannot load the C library (${String(firstError)})`);
 }
 
 export interface HardeningReport {

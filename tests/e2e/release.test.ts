@@ -396,7 +396,7 @@ describe("systemd unit", () => {
 });
 
 describe("README CI sidecar snippet", () => {
-  test("runs exactly as written: starts the proxy, a client gets an answer, /shutdown stops it", async () => {
+  needs(lacksTool("curl", "curl"))("runs exactly as written: starts the proxy, a client gets an answer, /shutdown stops it", async () => {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     const block = /<!-- ci-sidecar:begin -->\n```shell\n([\s\S]*?)```\n<!-- ci-sidecar:end -->/.exec(readme);
     expect(block).not.toBeNull();
