@@ -27,6 +27,11 @@ export interface ProxyHooks {
   shutdown: () => void;
 }
 
+/** The end of a WebSocket that never opened (its handshake failed, was refused, or was left). */
+const unopened = (closedBy: RelayEnd["closedBy"], outcome: RelayEnd["outcome"], cause?: string): RelayEnd => ({
+  ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy, code: 1006, outcome, ...(cause ? { cause } : {}),
+});
+
 export interface Proxy {
   server: Server<Relay>;
   /** Relayed WebSockets still open. */
@@ -156,13 +161,12 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       const cause = describeError(handshake.error);
       if (req.signal.aborted) {
         // The client left while the proxy was connecting: nobody to answer, nothing was relayed.
-        tap?.end({ ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "client", code: 1006, outcome: "complete" });
+        tap?.end(unopened("client", "complete"));
         logLine(502, { outcome: "client_closed" });
         return new Response(null, { status: 502 });
       }
-      const record: RelayEnd = { ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "proxy", code: 1006, outcome: "upstream_lost", cause };
       tap?.handshake(502, new Headers());
-      tap?.end(record);
+      tap?.end(unopened("proxy", "upstream_lost", cause));
       logLine(502, { outcome: "proxy_error", reason: "upstream_unreachable", cause });
       return proxyError(502, "upstream_unreachable", `upstream WebSocket handshake failed (${cause})`);
     }
@@ -171,7 +175,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       const headers = downstreamHeaders(handshake.headers);
       headers.delete("content-length");
       tap?.handshake(handshake.status, handshake.headers, handshake.body);
-      tap?.end({ ms: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, closedBy: "upstream", code: 1006, outcome: "complete" });
+      tap?.end(unopened("upstream", "complete"));
       logLine(handshake.status, { bytesOut: handshake.body.byteLength, requestId: requestId(handshake.headers) });
       return new Response(handshake.body, { status: handshake.status, headers });
     }

@@ -39,6 +39,8 @@ export class Relay {
   private readonly started = performance.now();
   private counts = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
   private done = false;
+  /** Set when the relay ended before the client's side was open: applied on open. */
+  private pendingClose?: { code: number; reason: string };
 
   constructor(
     private readonly upstream: UpstreamWebSocket,
@@ -65,9 +67,6 @@ export class Relay {
     for (const m of this.early.splice(0)) this.fromUpstream(m);
     if (this.pendingClose) this.closeClient(this.pendingClose.code, this.pendingClose.reason);
   }
-
-  /** Set when the relay ended before the client's side was open. */
-  private pendingClose?: { code: number; reason: string };
 
   private closeClient(code: number, reason: string): void {
     if (!this.client) {
@@ -120,20 +119,14 @@ export class Relay {
   private end(by: RelayEnd["closedBy"], code: number, outcome: RelayEnd["outcome"], reason: string, cause?: string): void {
     if (this.done) return;
     this.done = true;
-    // To the upstream: the client's own code where it may be sent on; 1001 (going away) when the
-    // client vanished without one.
-    if (by !== "upstream") this.upstream.close(isSendableCloseCode(code) ? code : code === 1005 ? undefined : 1001, by === "client" ? reason : "");
-    else this.upstream.close(code === 1005 ? undefined : code, reason); // the close handshake's answer
+    // To the upstream (its close handshake's answer when it closed first): the code where it may be
+    // sent on, none for 1005, and 1001 (going away) for a client that vanished without one.
+    this.upstream.close(isSendableCloseCode(code) ? code : code === 1005 ? undefined : 1001, reason);
     if (by !== "client") this.closeClient(code, reason);
     if (outcome !== "complete" && by !== "client") this.upstream.terminate();
     const e: RelayEnd = { ms: performance.now() - this.started, ...this.counts, closedBy: by, code, outcome, ...(cause ? { cause } : {}) };
     this.onEnd(e);
     this.tap?.end(e);
-  }
-
-  /** Whether this relay has ended (the client's side may still be closing). */
-  get ended(): boolean {
-    return this.done;
   }
 }
 
