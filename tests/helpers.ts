@@ -2,7 +2,7 @@
 import type { Server, Subprocess } from "bun";
 import { test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -333,4 +333,31 @@ export function processesMatching(text: string): number[] {
     } catch {} // gone meanwhile
   }
   return pids;
+}
+
+/**
+ * Runs `script` with `bash -e` (as `user`, a command prefix such as setpriv's) in a private mount
+ * namespace after the given bind mounts (`{ from: to }`), in `cwd` or a fresh folder: a README
+ * recipe exactly as written, with /usr/local/bin or /run arranged around it. Needs root and unshare.
+ */
+export async function inNamespace(
+  binds: Record<string, string>,
+  script: string,
+  env: Record<string, string>,
+  opts: { user?: string[]; cwd?: string } = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "rap-recipe-"));
+  chmodSync(dir, 0o755);
+  const file = join(dir, "recipe.sh");
+  writeFileSync(file, script, { mode: 0o755 });
+  const mounts = Object.entries(binds).map(([from, to]) => `mount --bind '${from}' '${to}'`).join(" && ");
+  // Output to files: a process the recipe leaves in the background keeps them open.
+  const [out, err] = [join(dir, "out"), join(dir, "err")];
+  const p = Bun.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c", `${mounts} && exec "$@"`, "sh", ...(opts.user ?? []), "bash", "-e", file], {
+    env, cwd: opts.cwd ?? dir, stdout: Bun.file(out), stderr: Bun.file(err),
+  });
+  const timer = setTimeout(() => p.kill(), 50_000);
+  const code = await p.exited;
+  clearTimeout(timer);
+  return { code, out: readFileSync(out, "utf8"), err: readFileSync(err, "utf8") };
 }

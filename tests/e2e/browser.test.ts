@@ -1,6 +1,6 @@
 // A real browser cannot spend the key or shut the proxy down: headless Chromium (Debian's
 // package) driven by playwright-core, visiting a hostile page served from another loopback port.
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect } from "bun:test";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

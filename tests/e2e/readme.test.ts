@@ -2,12 +2,12 @@
 // folder bound over /usr/local/bin or /run in a private mount namespace, a fake upstream). The
 // CI snippet, npm install and release install recipes are run in release.test.ts.
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { responseEvents } from "../../scripts/fake-upstream";
 import {
-  BIN, IS_ROOT, KEY, ROOT, baseEnv, gappedStream, lacksTool, needs, onCleanup, readmeRecipe, startProxy, startUpstream, stopAll, waitFor,
+  BIN, IS_ROOT, KEY, ROOT, baseEnv, gappedStream, inNamespace, lacksTool, needs, onCleanup, readmeRecipe, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -15,24 +15,6 @@ afterEach(stopAll);
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 const asRootInNamespace = !IS_ROOT ? "needs root: the recipe runs as root, in a private mount namespace" : lacksTool("unshare", "util-linux");
 const ANSWER = ["Hello ", "from ", "the ", "fake ", "upstream."];
-
-/** Runs `script` with bash -e in a private mount namespace after the given bind mounts. */
-async function inNamespace(binds: Record<string, string>, script: string, env: Record<string, string>, user: string[] = []) {
-  const dir = mkdtempSync(join(tmpdir(), "rap-recipe-"));
-  chmodSync(dir, 0o755);
-  const file = join(dir, "recipe.sh");
-  writeFileSync(file, script, { mode: 0o755 });
-  const mounts = Object.entries(binds).map(([from, to]) => `mount --bind '${from}' '${to}'`).join(" && ");
-  // Output to files: a process the recipe leaves in the background keeps them open.
-  const [out, err] = [join(dir, "out"), join(dir, "err")];
-  const p = Bun.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c", `${mounts} && exec "$@"`, "sh", ...user, "bash", "-e", file], {
-    env, cwd: dir, stdout: Bun.file(out), stderr: Bun.file(err),
-  });
-  const timer = setTimeout(() => p.kill(), 50_000);
-  const code = await p.exited;
-  clearTimeout(timer);
-  return { code, out: readFileSync(out, "utf8"), err: readFileSync(err, "utf8") };
-}
 
 describe("README recipes, run exactly as written", () => {
   needs(asRootInNamespace)("run: the proxy starts in a cleared environment and writes server-info in a root-owned folder", async () => {
@@ -64,7 +46,7 @@ describe("README recipes, run exactly as written", () => {
       chmodSync(run, 0o755);
       mkdirSync(join(run, "responses-api-proxy"), { mode: 0o755 });
       const proxy = await startProxy({ args: ["--http-shutdown", "--upstream-url", up.url, "--server-info", join(run, "responses-api-proxy/server-info.json")] });
-      const r = await inNamespace({ [run]: "/run" }, readmeRecipe("use"), baseEnv(), NOBODY);
+      const r = await inNamespace({ [run]: "/run" }, readmeRecipe("use"), baseEnv(), { user: NOBODY });
       expect(r.err).toBe("");
       expect(r.code).toBe(0);
       expect(r.out).toContain("hello from the fake upstream");

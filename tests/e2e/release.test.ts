@@ -9,7 +9,7 @@ import { NPM_DIR, NPM_PLATFORMS, platformPackage, tarballName } from "../../scri
 import { artifactName, RELEASE_DIR, TARGETS } from "../../scripts/release";
 // @ts-expect-error: plain JavaScript, run by the runner's Node as it is checked in
 import { target } from "../../action/main.mjs";
-import { BIN, IS_ROOT, KEY, ROOT, SAMPLE_BODY, processesMatching, readmeRecipe, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
+import { BIN, IS_ROOT, KEY, ROOT, SAMPLE_BODY, inNamespace, processesMatching, readmeRecipe, MUSL_MISSING, baseEnv, goodRequest, lacksTool, muslEnvironment, needs, onCleanup, startProxy, startUpstream, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -156,17 +156,17 @@ describe("npm install, offline, from the tarballs npm run release wrote", () => 
       for (const f of ["SHA256SUMS", artifactName("linux-x64"), artifactName("darwin-arm64")]) copyFileSync(join(release, f), join(downloads, f));
       const bin = mkdtempSync(join(tmpdir(), "rap-usrlocalbin-"));
       const recipe = readmeRecipe("release-install");
-      const run = (dir: string) => Bun.spawnSync(["unshare", "-m", "--propagation", "private", "sh", "-c", `mount --bind '${bin}' /usr/local/bin && exec bash -e -c "$1"`, "sh", recipe], { cwd: dir, env: baseEnv() });
-      const r = run(downloads);
-      expect(r.stderr.toString()).toBe("");
-      expect(r.stdout.toString().trim().split("\n").sort()).toEqual([`${artifactName("darwin-arm64")}: OK`, `${artifactName("linux-x64")}: OK`]);
+      const run = () => inNamespace({ [bin]: "/usr/local/bin" }, recipe, baseEnv(), { cwd: downloads });
+      const r = await run();
+      expect(r.err).toBe("");
+      expect(r.out.trim().split("\n").sort()).toEqual([`${artifactName("darwin-arm64")}: OK`, `${artifactName("linux-x64")}: OK`]);
       const installed = statSync(join(bin, "responses-api-proxy"));
       expect([installed.uid, installed.gid, installed.mode & 0o7777]).toEqual([0, 0, 0o755]);
       expect(Bun.spawnSync([join(bin, "responses-api-proxy"), "--version"]).stdout.toString()).toBe(`${version}\n`);
       // A corrupted download: sha256sum fails, and bash -e stops before install.
       rmSync(join(bin, "responses-api-proxy"));
       writeFileSync(join(downloads, artifactName("linux-x64")), "tampered");
-      expect(run(downloads).exitCode).not.toBe(0);
+      expect((await run()).code).not.toBe(0);
       expect(existsSync(join(bin, "responses-api-proxy"))).toBe(false);
     },
     60_000,

@@ -266,7 +266,7 @@ describe("--websocket", () => {
   });
 
   test("pings: the upstream's are answered by the proxy, and the client's by the proxy", async () => {
-    const { up, proxy, c } = await openRelay();
+    const { up, c } = await openRelay();
     up.seen.sockets[0]!.ping("are you there");
     await waitFor(() => up.seen.pongs === 1, 5000, "the pong to the upstream's ping");
     let pong = false;
