@@ -43,6 +43,15 @@ export function dumpBody(bytes: Uint8Array): unknown {
   }
 }
 
+/**
+ * What a dump says of the request, taken when the exchange starts (before the proxy rewrites its
+ * headers for the upstream). `url` is the request target as the client sent it, as in the
+ * reference (not scheme://host/…).
+ */
+function requestHead(req: Request, user?: string) {
+  return { method: req.method, url: requestTarget(req.url), ...(user ? { user } : {}), headers: redactedHeaders(req.headers) };
+}
+
 export function dumpFileName(seq: number, unixMs: number, kind: "request" | "response" | "websocket"): string {
   return `${String(seq).padStart(6, "0")}-${unixMs}-${kind}.json`;
 }
@@ -151,19 +160,13 @@ export class Dumper {
     let requestWritten = false;
     let status = 0;
     let headers: HeaderEntry[] = [];
-    // `url` is the request target as the client sent it, as in the reference (not scheme://host/…).
-    const requestHead = {
-      method: req.method,
-      url: requestTarget(req.url),
-      ...(user ? { user } : {}),
-      headers: redactedHeaders(req.headers),
-    };
+    const head = requestHead(req, user);
 
     const writeRequest = (complete: boolean) => {
       if (requestWritten) return;
       requestWritten = true;
       this.write(dumpFileName(seq, unixMs, "request"), {
-        ...requestHead,
+        ...head,
         body: dumpBody(requestBody.bytes()),
         ...(requestBody.truncated ? { body_truncated: true } : {}),
         ...(complete ? {} : { body_complete: false }),
@@ -201,7 +204,7 @@ export class Dumper {
   websocket(req: Request, user?: string): RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void } {
     const seq = ++this.seq;
     // Now, before the proxy rewrites the request's headers for the upstream.
-    const head = { method: req.method, url: requestTarget(req.url), ...(user ? { user } : {}), headers: redactedHeaders(req.headers) };
+    const head = requestHead(req, user);
     const unixMs = Date.now();
     const started = performance.now();
     const messages: Array<{ from: string; at_ms: number; type: string; data: unknown }> = [];

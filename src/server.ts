@@ -91,7 +91,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       });
     }
 
-    if (verdict === "websocket") return relayWebSocket(req, server, user, uid, started);
+    if (verdict === "websocket") return relayWebSocket(req, server, user, logLine);
 
     active++;
     let ended = false;
@@ -134,10 +134,12 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
    * --websocket: the upstream handshake first, with the key; only once the upstream has said 101
    * is the client upgraded. A refusal (401, 429, …) reaches the client as it is, status and body.
    */
-  async function relayWebSocket(req: Request, server: Server<Relay>, user: string | undefined, uid: number | undefined, started: number) {
-    const target = requestTarget(req.url);
-    const logLine = (status: number, more: Partial<RequestRecord>) =>
-      log.request({ method: "GET", target, status, ms: performance.now() - started, bytesIn: 0, bytesOut: 0, user, uid, ...more });
+  async function relayWebSocket(
+    req: Request,
+    server: Server<Relay>,
+    user: string | undefined,
+    logLine: (status: number, more?: Partial<RequestRecord>) => void,
+  ) {
     const cred = credential();
     if ("error" in cred) {
       logLine(502, { outcome: "proxy_error", reason: "upstream_credentials_unavailable" });
@@ -155,7 +157,6 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       timeoutMs: config.upstreamTimeout * 1000,
       signal: req.signal,
     });
-    const requestId = (h: Headers) => printableRequestId(h.get("x-request-id"));
     if (handshake.kind === "failed") {
       active--;
       const cause = describeError(handshake.error);
@@ -176,18 +177,17 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       headers.delete("content-length");
       tap?.handshake(handshake.status, handshake.headers, handshake.body);
       tap?.end(unopened("upstream", "complete"));
-      logLine(handshake.status, { bytesOut: handshake.body.byteLength, requestId: requestId(handshake.headers) });
+      logLine(handshake.status, { bytesOut: handshake.body.byteLength, requestId: printableRequestId(handshake.headers.get("x-request-id")) });
       return new Response(handshake.body, { status: handshake.status, headers });
     }
-    const upstream = handshake.socket;
+    const requestId = printableRequestId(handshake.headers.get("x-request-id"));
     const relay = new Relay(
-      upstream,
+      handshake.socket,
       (e) => {
         active--;
         relays.delete(relay);
         logLine(101, {
-          ms: performance.now() - started, bytesIn: e.bytesIn, bytesOut: e.bytesOut, outcome: e.outcome, cause: e.cause,
-          requestId: requestId(handshake.headers),
+          bytesIn: e.bytesIn, bytesOut: e.bytesOut, outcome: e.outcome, cause: e.cause, requestId,
           websocket: { messagesIn: e.messagesIn, messagesOut: e.messagesOut, closedBy: e.closedBy, code: e.code },
         });
       },
