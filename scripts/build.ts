@@ -1,7 +1,6 @@
 // Builds dist/responses-api-proxy for this machine (or --target=bun-<os>-<arch>[-musl] --outfile=…).
 // The compile options are part of the security model: see README "Security model".
 import { parseArgs } from "node:util";
-import { MAX_HEADER_CEILING } from "../src/cli";
 
 export const COMPILE_FLAGS = [
   "--compile",
@@ -17,12 +16,10 @@ export const COMPILE_FLAGS = [
   "--no-compile-autoload-bunfig",
   "--no-compile-autoload-tsconfig",
   "--no-compile-autoload-package-json",
-  // Runtime options baked into the binary:
-  // - Bun's own cap on a request head (16 KiB by default) becomes the ceiling of
-  //   --max-header-bytes; the proxy enforces the configured limit itself, with a JSON 431;
-  // - --smol (a smaller heap, collected sooner): peak RSS during 256 MiB transfers 65-76 -> 58-68
-  //   MiB, at the same throughput and CPU per request (measured, 3 runs each).
-  `--compile-exec-argv=--max-http-header-size=${MAX_HEADER_CEILING} --smol`,
+  // A runtime option baked into the binary: --smol (a smaller heap, collected sooner): peak RSS
+  // during 256 MiB transfers 65-76 -> 58-68 MiB, at the same throughput and CPU per request
+  // (measured, 3 runs each).
+  "--compile-exec-argv=--smol",
 ];
 
 export async function build(outfile: string, target?: string): Promise<void> {

@@ -34,7 +34,7 @@ export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; co
 
 export class UsageError extends Error {}
 
-/** The largest --max-header-bytes; the build raises Bun's own head limit to exactly this. */
+/** The largest --max-header-bytes. */
 export const MAX_HEADER_CEILING = 1024 * 1024;
 
 // Defaults of the product's own limits (SPEC: "Flags beyond these … are the product's own additions").

@@ -5,7 +5,10 @@ import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ExchangeEnd, Tap } from "./forward";
 import type { RelayEnd, RelayTap } from "./websocket-relay";
-import { requestTarget } from "./gate";
+import type { IncomingRequest } from "./http/listener";
+
+/** What a dump records of a request's head. */
+type RequestHeadView = Pick<IncomingRequest, "method" | "target" | "headers">;
 
 /** Headers whose values are never written (SPEC "Dumps"). */
 export const SECRET_HEADERS: ReadonlySet<string> = new Set([
@@ -48,8 +51,8 @@ export function dumpBody(bytes: Uint8Array): unknown {
  * headers for the upstream). `url` is the request target as the client sent it, as in the
  * reference (not scheme://host/…).
  */
-function requestHead(req: Request, user?: string) {
-  return { method: req.method, url: requestTarget(req.url), ...(user ? { user } : {}), headers: redactedHeaders(req.headers) };
+function requestHead(req: RequestHeadView, user?: string) {
+  return { method: req.method, url: req.target, ...(user ? { user } : {}), headers: redactedHeaders(req.headers) };
 }
 
 export function dumpFileName(seq: number, unixMs: number, kind: "request" | "response" | "websocket"): string {
@@ -152,7 +155,7 @@ export class Dumper {
   }
 
   /** The observer of one exchange. */
-  tap(req: Request, user?: string): Partial<Tap> & { requestEnd(): void } {
+  tap(req: RequestHeadView, user?: string): Partial<Tap> & { requestEnd(): void } {
     const seq = ++this.seq;
     const unixMs = Date.now();
     const requestBody = new BodyRecorder();
@@ -201,7 +204,7 @@ export class Dumper {
    * and every message each way, in order, with its time (ms since the handshake). Messages are
    * kept up to DUMP_BODY_LIMIT in all; the rest are counted, not kept.
    */
-  websocket(req: Request, user?: string): RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void } {
+  websocket(req: RequestHeadView, user?: string): RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void } {
     const seq = ++this.seq;
     // Now, before the proxy rewrites the request's headers for the upstream.
     const head = requestHead(req, user);

@@ -1,5 +1,6 @@
 // Errors the proxy itself answers, in the OpenAI error shape, so SDKs surface them readably.
 // Messages are fixed text plus an OS/network error code: never a header, a body or the key.
+import type { Reply } from "./http/listener";
 
 export type ProxyErrorCode =
   | "upstream_unreachable"
@@ -9,6 +10,7 @@ export type ProxyErrorCode =
   | "too_many_requests"
   | "request_timeout"
   | "request_header_too_large"
+  | "bad_request"
   | "client_body_error"
   | "user_not_allowed"
   | "internal_error";
@@ -22,15 +24,12 @@ export function proxyError(
   code: ProxyErrorCode,
   message: string,
   headers: Record<string, string> = {},
-): Response {
-  return new Response(proxyErrorBody(code, message), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
+): Reply {
+  return { status, headers: { "content-type": "application/json", ...headers }, body: proxyErrorBody(code, message) };
 }
 
-export function forbidden(): Response {
-  return new Response(null, { status: 403 });
+export function forbidden(): Reply {
+  return { status: 403 };
 }
 
 /** A short, key-free description of a fetch/network error: its code, else its class name. */

@@ -4,6 +4,7 @@ import type { AuthorizationLine } from "./authorization";
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
 import type { BodyReader, Send, UpstreamResponse } from "./http1";
+import type { IncomingRequest, Reply, ReplySink } from "./http/listener";
 import { printableRequestId } from "./log";
 
 /** The Authorization line to inject now, or why there is none (answered with a 502). */
@@ -115,14 +116,12 @@ async function stallGuard<T>(work: Promise<T>, opts: ForwardOptions): Promise<T>
  * not a stream: the HTTP/1.1 client pulls from it directly (one JavaScript stream fewer per chunk).
  */
 function streamedBody(
-  source: ReadableStream<Uint8Array>,
-  clientSignal: AbortSignal,
+  reader: BodyReader,
   opts: ForwardOptions,
   tap: Tap,
   state: { bytesIn: number; failure?: BodyFailure; cancelled: boolean },
   tooLarge: ProxyFailure,
 ): BodyReader {
-  const reader = source.getReader();
   // One timer for the whole body, re-armed at each read (cheaper than a timer per piece). It only
   // counts while a read waits on the client: an upstream slow to take the body is not a stall.
   let stall: Timer | undefined;
@@ -143,18 +142,14 @@ function streamedBody(
         if (state.failure) throw state.failure;
         if (chunk.done) {
           clearTimeout(stall);
-          // Bun ends a chunked body's stream at its last-chunk line, before it parses the trailer
-          // section; a trailer then fails the request (400, connection closed) in the same read.
-          // Let that read finish before the upstream is told the body is complete: it must never
-          // get a whole request that the client was told failed.
-          await new Promise((settled) => setImmediate(settled));
-          if (clientSignal.aborted) throw new Error("the client's request failed after its body");
+          // The listener ends a chunked body only after its trailer section: the upstream never
+          // gets a whole request that the client was told failed.
           tap.requestEnd?.();
           return chunk;
         }
-        state.bytesIn += chunk.value.byteLength;
+        state.bytesIn += chunk.value!.byteLength;
         if (state.bytesIn > opts.maxBodyBytes) throw (state.failure = new BodyFailure(tooLarge));
-        tap.requestChunk?.(chunk.value);
+        tap.requestChunk?.(chunk.value!);
         return chunk;
       } catch (err) {
         waiting = false;
@@ -174,7 +169,7 @@ function streamedBody(
 }
 
 /** `owner`: whose upstream connections this exchange may use (http1.ts); undefined: a new one. */
-export async function forward(req: Request, opts: ForwardOptions, owner: string | undefined, tap: Tap): Promise<Response> {
+export async function forward(req: IncomingRequest, opts: ForwardOptions, owner: string | undefined, tap: Tap): Promise<Reply> {
   const state = { bytesIn: 0, failure: undefined as BodyFailure | undefined, cancelled: false };
   let ended = false;
   const end = (summary: Omit<ExchangeEnd, "bytesIn">) => {
@@ -188,7 +183,7 @@ export async function forward(req: Request, opts: ForwardOptions, owner: string 
   };
   const clientGone = () => {
     end({ status: 499, bytesOut: 0, outcome: "client_closed" });
-    return new Response(null, { status: 499 }); // nobody is listening any more
+    return { status: 499 }; // nobody is listening any more
   };
   const tooLarge: ProxyFailure = {
     status: 413,
@@ -208,7 +203,7 @@ export async function forward(req: Request, opts: ForwardOptions, owner: string 
   tap.untimed?.();
 
   let body: BodyReader | Uint8Array | undefined;
-  if (req.body && declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
+  if (req.hasBody && declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     try {
       body = await stallGuard(req.bytes(), opts);
     } catch (err) {
@@ -219,8 +214,8 @@ export async function forward(req: Request, opts: ForwardOptions, owner: string 
     state.bytesIn = body.byteLength;
     tap.requestChunk?.(body);
     tap.requestEnd?.();
-  } else if (req.body) {
-    body = streamedBody(req.body, req.signal, opts, tap, state, tooLarge);
+  } else if (req.hasBody) {
+    body = streamedBody(req, opts, tap, state, tooLarge);
   } else {
     tap.requestEnd?.();
   }
@@ -257,69 +252,56 @@ export async function forward(req: Request, opts: ForwardOptions, owner: string 
   tap.response?.(upstream.status, upstream.headers);
   const { status } = upstream;
   const requestId = printableRequestId(upstream.headers.get("x-request-id"));
-  const headers = { status, statusText: upstream.statusText, headers: downstreamHeaders(upstream.headers) };
+  const reply = { status, statusText: upstream.statusText, headers: downstreamHeaders(upstream.headers) };
   const { whole } = upstream;
   if (whole) {
     // Already whole in memory: handed to the listener as bytes, the cheapest way out.
     tap.responseChunk?.(whole);
     end({ status, bytesOut: whole.byteLength, outcome: "complete", requestId });
-    return new Response(whole, headers);
+    return { ...reply, body: whole };
   }
   const source = upstream.body;
   if (!source) {
     end({ status, bytesOut: 0, outcome: "complete", requestId });
-    return new Response(null, headers);
+    return reply;
   }
   let bytesOut = 0;
   const finish = (outcome: Outcome, cause?: string) => end({ status, bytesOut, outcome, requestId, cause });
-  // The client has gone: stop paying for tokens nobody will read.
-  const drop = () => {
-    finish("client_closed");
-    source.cancel();
+  // Each chunk is written to the client's socket from the upstream socket's own callback (no
+  // queue, no JavaScript stream in between). A write the client's socket cannot take at once
+  // returns a promise: the upstream is not read until it settles (backpressure, bounded memory).
+  const stream = (sink: ReplySink) => {
+    // The client has gone: stop paying for tokens nobody will read.
+    let left = false;
+    const gone = () => {
+      if (left) return;
+      left = true;
+      req.signal.removeEventListener("abort", gone);
+      finish("client_closed");
+      source.cancel();
+    };
+    if (req.signal.aborted) return gone();
+    req.signal.addEventListener("abort", gone);
+    source.pipe({
+      write(chunk) {
+        if (chunk.byteLength === 0) return undefined;
+        bytesOut += chunk.byteLength;
+        tap.responseChunk?.(chunk);
+        const written = sink.write(chunk);
+        if (written === true) return undefined;
+        if (written === false) return void gone();
+        return written.then((ok) => void (ok || gone()));
+      },
+      end(err) {
+        req.signal.removeEventListener("abort", gone);
+        if (err === undefined) finish("complete");
+        // Upstream failed mid-response (or the client left): the client's connection is cut so
+        // it sees a broken body at once, never a hang or a clean-looking end.
+        else if (req.signal.aborted) finish("client_closed");
+        else finish("upstream_error", describeError(err));
+        sink.end(err);
+      },
+    });
   };
-  // A direct stream: each chunk is written to the client's socket from the upstream socket's own
-  // callback (no queue in between). A write the client's socket cannot take at once returns a
-  // promise: the upstream is not read until it settles (backpressure, bounded memory).
-  const out = new ReadableStream<Uint8Array>({
-    type: "direct",
-    pull(controller) {
-      return new Promise<void>((done) => {
-        const gone = () => {
-          drop();
-          done();
-        };
-        source.pipe({
-          write(chunk) {
-            if (chunk.byteLength === 0) return undefined; // write() would return 0: not a hang-up
-            bytesOut += chunk.byteLength;
-            tap.responseChunk?.(chunk);
-            let written: number | Promise<number>;
-            try {
-              written = controller.write(chunk);
-              controller.flush(); // each server-sent event goes out now, not batched
-            } catch {
-              return void gone();
-            }
-            if (typeof written === "number") return written === 0 ? void gone() : undefined;
-            return written.then((n) => n === 0 && gone(), gone);
-          },
-          end(err) {
-            if (err === undefined) {
-              finish("complete");
-              controller.close();
-            } else {
-              // Upstream failed mid-response (or the client left): end the client's stream with an
-              // error so it sees a cut connection at once, never a hang or a clean-looking end.
-              if (req.signal.aborted) finish("client_closed");
-              else finish("upstream_error", describeError(err));
-              controller.close(err instanceof Error ? err : new Error("upstream failed"));
-            }
-            done();
-          },
-        });
-      });
-    },
-    cancel: drop,
-  });
-  return new Response(out, headers);
+  return { ...reply, stream };
 }

@@ -23,17 +23,6 @@ export interface HeaderLookup {
 }
 
 /**
- * The request target as the client sent it, taken from Bun's `req.url` (`scheme://host/target`).
- * Bun keeps the query, a bare `?`, a fragment, case and percent-encoding as sent; it has already
- * resolved `.`/`..` segments and absolute-form targets (docs/reference.md: "Known difference").
- */
-export function requestTarget(url: string): string {
-  const authority = url.indexOf("//") + 2;
-  const slash = url.indexOf("/", authority);
-  return slash < 0 ? "/" : url.slice(slash);
-}
-
-/**
  * What gives a browser away, checked in this order; the first found is the refusal's reason.
  * The table behind each entry (which browser sends what, for each attack shape, and what
  * command-line runtimes send) is in docs/browser-refusal.md. Do not loosen this without it:

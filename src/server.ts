@@ -1,24 +1,25 @@
-// The listener: Bun.serve on 127.0.0.1, the gate in front of `forward`, and shutdown.
-import type { Server } from "bun";
+// The proxy's HTTP side: the listener on 127.0.0.1, the gate in front of `forward`, and shutdown.
 import type { Config } from "./cli";
 import { describeError, forbidden, proxyError } from "./errors";
 import { type Credential, forward, type ForwardOptions, type Tap } from "./forward";
-import { classify, headBytes, requestTarget } from "./gate";
+import { classify, headBytes } from "./gate";
 import { downstreamHeaders, websocketDownstreamHeaders, websocketUpstreamHeaders } from "./headers";
+import { type IncomingRequest, Listener, type Reply } from "./http/listener";
 import { type Logger, printableRequestId, type RequestRecord } from "./log";
 import type { PeerUsers } from "./peer-user";
 import { upstreamTransport } from "./transport";
 import type { UserPolicy } from "./users";
-import { Relay, relayHandlers, type RelayEnd, type RelayTap } from "./websocket-relay";
+import { clientHandshakeHeaders, clientHandshakeProblem } from "./websocket-downstream";
+import { Relay, type RelayEnd, type RelayTap } from "./websocket-relay";
 import { UpstreamWebSocket } from "./websocket-upstream";
 
 export interface ProxyHooks {
   /** Request log lines go here (it drops successful ones under --quiet). */
   log: Logger;
   /** Extra observer of each forwarded exchange (the dump), if any; `user` as the log names it. */
-  tap?: (req: Request, user: string | undefined) => Partial<Tap>;
+  tap?: (req: IncomingRequest, user: string | undefined) => Partial<Tap>;
   /** The same for a relayed WebSocket: told the handshake's answer, then each message. */
-  websocketTap?: (req: Request, user: string | undefined) => RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void };
+  websocketTap?: (req: IncomingRequest, user: string | undefined) => RelayTap & { handshake(status: number, headers: Headers, body?: Uint8Array): void };
   /** Names of local users, and who may use the proxy. */
   users: UserPolicy;
   /** Who owns a client connection (Linux); undefined where the platform cannot tell. */
@@ -33,7 +34,7 @@ const unopened = (closedBy: RelayEnd["closedBy"], outcome: RelayEnd["outcome"], 
 });
 
 export interface Proxy {
-  server: Server<Relay>;
+  server: Listener;
   /** Relayed WebSockets still open. */
   readonly relays: ReadonlySet<Relay>;
   /** Ends every relayed WebSocket with 1001 (going away), both sides: the proxy is stopping. How many. */
@@ -53,15 +54,17 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
   let port = 0;
   const relays = new Set<Relay>();
 
-  async function handle(req: Request, server: Server<Relay>): Promise<Response | undefined> {
+  async function handle(req: IncomingRequest): Promise<Reply> {
     const started = performance.now();
-    const target = requestTarget(req.url);
-    // Who sent it: the kernel's owner of the client's socket, asked per request (a keep-alive
-    // connection cannot change owner, but Bun.serve shows no connection, and a port can be
-    // reused by another user's next connection; the lookup costs ~6 µs, docs/security.md).
+    const { target } = req;
+    // Who sent it: the kernel's owner of the client's socket, asked once per connection (a socket's
+    // owner is fixed while it is open; a new connection, even on a reused port, is asked anew).
     const peers = hooks.peers();
-    const ip = peers && server.requestIP(req);
-    const uid = ip ? peers.uid(ip.address, ip.port, port) : undefined;
+    let uid: number | undefined;
+    if (peers) {
+      req.peer.owner ??= { uid: peers.uid(req.remote.address, req.remote.port, port) };
+      uid = req.peer.owner.uid;
+    }
     const user = peers ? hooks.users.label(uid) : undefined;
     const logLine = (status: number, more: Partial<RequestRecord> = {}) =>
       log.request({ method: req.method, target, status, ms: performance.now() - started, bytesIn: 0, bytesOut: 0, user, uid, ...more });
@@ -78,7 +81,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     if (verdict === "shutdown") {
       logLine(200);
       hooks.shutdown();
-      return new Response(null, { status: 200 });
+      return { status: 200 };
     }
     if (verdict !== "forward" && verdict !== "websocket") {
       logLine(403, { reason: verdict });
@@ -91,7 +94,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       });
     }
 
-    if (verdict === "websocket") return relayWebSocket(req, server, user, logLine);
+    if (verdict === "websocket") return relayWebSocket(req, user, logLine);
 
     active++;
     let ended = false;
@@ -105,23 +108,18 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       return await forward(req, opts, owner, {
         ...extra,
         untimed() {
-          server.timeout(req, 0); // back to --client-timeout once the exchange is over (end)
+          req.timeout(0); // back to --client-timeout once the exchange is over (the listener)
         },
         end(summary) {
           ended = true;
           active--;
-          try {
-            server.timeout(req, config.clientTimeout);
-          } catch {
-            // the client's connection is already gone
-          }
           const { status, bytesIn, bytesOut, outcome, reason, cause, requestId } = summary;
           logLine(status, { bytesIn, bytesOut, outcome, reason, cause, requestId });
           extra?.end?.(summary);
         },
       });
     } catch (err) {
-      // Only a bug gets here: give the capacity back; error() answers with a JSON 500.
+      // Only a bug gets here: give the capacity back; the listener answers with a JSON 500.
       if (!ended) {
         active--;
         logLine(500, { outcome: "proxy_error", reason: "internal_error" });
@@ -135,11 +133,16 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
    * is the client upgraded. A refusal (401, 429, …) reaches the client as it is, status and body.
    */
   async function relayWebSocket(
-    req: Request,
-    server: Server<Relay>,
+    req: IncomingRequest,
     user: string | undefined,
     logLine: (status: number, more?: Partial<RequestRecord>) => void,
-  ) {
+  ): Promise<Reply> {
+    // A handshake the proxy could not complete with the client is refused before the upstream hears of it.
+    const problem = clientHandshakeProblem(req.headers);
+    if (problem) {
+      logLine(400, { reason: "websocket_handshake" });
+      return { status: 400, headers: { "content-type": "text/plain" }, body: `bad WebSocket handshake: ${problem}\n` };
+    }
     const cred = credential();
     if ("error" in cred) {
       logLine(502, { outcome: "proxy_error", reason: "upstream_credentials_unavailable" });
@@ -147,10 +150,10 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     }
     active++;
     const tap = hooks.websocketTap?.(req, user);
-    server.timeout(req, 0); // the handshake may take as long as --upstream-timeout allows
+    req.timeout(0); // the handshake may take as long as --upstream-timeout allows
     const handshake = await UpstreamWebSocket.connect({
       url: config.upstream,
-      // A copy: server.upgrade below reads the client's own handshake headers from the request.
+      // A copy: the client's own handshake headers make its 101 below.
       headers: websocketUpstreamHeaders(new Headers(req.headers)),
       authorization: cred.authorization,
       maxMessage: config.maxWebSocketMessageBytes,
@@ -164,7 +167,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
         // The client left while the proxy was connecting: nobody to answer, nothing was relayed.
         tap?.end(unopened("client", "complete"));
         logLine(502, { outcome: "client_closed" });
-        return new Response(null, { status: 502 });
+        return { status: 502 };
       }
       tap?.handshake(502, new Headers());
       tap?.end(unopened("proxy", "upstream_lost", cause));
@@ -178,11 +181,12 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
       tap?.handshake(handshake.status, handshake.headers, handshake.body);
       tap?.end(unopened("upstream", "complete"));
       logLine(handshake.status, { bytesOut: handshake.body.byteLength, requestId: printableRequestId(handshake.headers.get("x-request-id")) });
-      return new Response(handshake.body, { status: handshake.status, headers });
+      return { status: handshake.status, headers, body: handshake.body };
     }
     const requestId = printableRequestId(handshake.headers.get("x-request-id"));
     const relay = new Relay(
       handshake.socket,
+      config.maxWebSocketMessageBytes,
       (e) => {
         active--;
         relays.delete(relay);
@@ -195,33 +199,37 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     );
     relays.add(relay);
     tap?.handshake(101, handshake.headers);
-    if (!server.upgrade(req, { data: relay, headers: websocketDownstreamHeaders(handshake.headers) })) {
-      // The client is gone, or its handshake was one Bun will not complete: nothing was relayed.
+    if (req.signal.aborted) {
+      // The client left as the upstream said yes: nothing was relayed.
       relay.clientClosed(1006, "");
-      return new Response(null, { status: 400 });
+      return { status: 499 };
     }
-    return undefined;
+    return {
+      status: 101,
+      headers: clientHandshakeHeaders(req.headers, websocketDownstreamHeaders(handshake.headers)),
+      upgrade: (conn) => relay.opened(conn),
+    };
   }
 
-  const server = Bun.serve<Relay>({
-    hostname: "127.0.0.1",
+  const server = new Listener({
     port: config.port,
-    // Bun otherwise sets SO_REUSEPORT: a second proxy (same user) would silently share the port
-    // instead of failing with EADDRINUSE.
-    reusePort: false,
-    development: false, // never an HTML error page
+    // The exact limit is checked on the parsed head (its 431 names method and target); the raw
+    // head may carry a little more (optional whitespace, empty lines) before the listener says 431.
+    maxHeadBytes: config.maxHeaderBytes + 1024,
     idleTimeout: config.clientTimeout,
-    // The proxy enforces its own limit (413 JSON, also while a chunked body streams).
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    fetch: handle,
-    websocket: relayHandlers(config.maxWebSocketMessageBytes),
-    error() {
-      // Reached only by a bug: still JSON, still no stack trace and nothing of the request.
-      return proxyError(500, "internal_error", "internal proxy error");
+    handle,
+    refusal(error, remote) {
+      const peers = hooks.peers();
+      const uid = peers ? peers.uid(remote.address, remote.port, port) : undefined;
+      const code = error.status === 431 ? "request_header_too_large" : "bad_request";
+      log.request({
+        method: error.line?.method ?? "-", target: error.line?.target ?? "-", status: error.status, ms: 0, bytesIn: 0, bytesOut: 0,
+        user: peers ? hooks.users.label(uid) : undefined, uid, reason: code, ...(error.status !== 431 && { cause: error.message.replace(/[^A-Za-z0-9]+/g, "_") }),
+      });
+      return proxyError(error.status, code, error.status === 431 ? `request head exceeds the proxy's limit of ${config.maxHeaderBytes} bytes` : `the proxy cannot read this request: ${error.message}`);
     },
   });
-  // Read once: server.port asks the kernel (getsockname) every time.
-  port = server.port!;
+  port = server.port;
   return {
     server,
     relays,

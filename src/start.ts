@@ -158,7 +158,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   // Every orderly exit: one line with its cause and the exchanges it cut, and no server-info
   // file left behind that names a port anyone could take next.
   const exit = (cause: string) => {
-    log.stop({ cause, cut: proxy.server.pendingRequests + websocketsCut });
+    log.stop({ cause, cut: proxy.server.exchanges + websocketsCut });
     if (config.serverInfo) removeServerInfo(config.serverInfo, process.pid);
     process.exit(0);
   };
@@ -178,7 +178,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   } catch (err) {
     fail(`cannot listen on 127.0.0.1:${config.port} (${describeError(err)})`, 1);
   }
-  const port = proxy.server.port!;
+  const port = proxy.server.port;
 
   // 5. Signals: stop accepting, give in-flight exchanges a short grace, exit 0. Installed before
   // the proxy announces itself, so a SIGTERM sent the moment server-info appears is orderly.
@@ -186,11 +186,11 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) exit(signal); // a second signal: do not wait
     stopping = true;
-    proxy.server.stop(false);
+    proxy.server.stop();
     websocketsCut += proxy.closeWebSockets(); // a relayed WebSocket has no natural end: both sides get 1001
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;
     setInterval(() => {
-      if (proxy.server.pendingRequests === 0 || Date.now() >= deadline) exit(signal);
+      if (proxy.server.exchanges === 0 || Date.now() >= deadline) exit(signal);
     }, 25);
   };
   process.on("SIGTERM", onSignal);

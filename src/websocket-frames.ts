@@ -1,6 +1,7 @@
-// WebSocket framing (RFC 6455 §5), the client's side of it: frames we send upstream are masked,
-// frames the upstream sends are parsed strictly. Pure, no I/O. SECURITY-RELEVANT: the upstream is
-// a network peer; every length and flag it sends is checked before anything is allocated.
+// WebSocket framing (RFC 6455 §5), both sides of it: frames the proxy sends upstream are masked,
+// frames it sends its clients are not; frames from either are parsed strictly. Pure, no I/O.
+// SECURITY-RELEVANT: both are peers the proxy does not trust; every length and flag they send is
+// checked before anything is allocated.
 
 export const OPCODE = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
 
@@ -12,21 +13,29 @@ export function acceptFor(key: string): string {
   return new Bun.CryptoHasher("sha1").update(key + GUID).digest("base64");
 }
 
-/** One frame as we send it upstream: FIN set, masked with a fresh random key (client to server). */
-export function encodeFrame(opcode: number, payload: Uint8Array, mask: Uint8Array = crypto.getRandomValues(new Uint8Array(4))): Uint8Array {
+/**
+ * One frame, FIN set. Upstream (client to server) it is masked with a fresh random key; to a
+ * client (`mask` null) it is not.
+ */
+export function encodeFrame(opcode: number, payload: Uint8Array, mask: Uint8Array | null = crypto.getRandomValues(new Uint8Array(4))): Uint8Array {
   const n = payload.byteLength;
   const lengthBytes = n < 126 ? 0 : n < 65536 ? 2 : 8;
-  const head = 2 + lengthBytes + 4;
+  const head = 2 + lengthBytes + (mask ? 4 : 0);
   const frame = new Uint8Array(head + n);
+  const maskBit = mask ? 0x80 : 0;
   frame[0] = 0x80 | opcode;
-  if (lengthBytes === 0) frame[1] = 0x80 | n;
+  if (lengthBytes === 0) frame[1] = maskBit | n;
   else if (lengthBytes === 2) {
-    frame[1] = 0x80 | 126;
+    frame[1] = maskBit | 126;
     frame[2] = n >>> 8;
     frame[3] = n & 0xff;
   } else {
-    frame[1] = 0x80 | 127;
+    frame[1] = maskBit | 127;
     new DataView(frame.buffer).setBigUint64(2, BigInt(n));
+  }
+  if (!mask) {
+    frame.set(payload, head);
+    return frame;
   }
   frame.set(mask, 2 + lengthBytes);
   for (let i = 0; i < n; i++) frame[head + i] = payload[i]! ^ mask[i & 3]!;
@@ -58,7 +67,7 @@ export type Message =
   | { kind: "pong"; data: Uint8Array }
   | { kind: "close"; code: number | undefined; reason: string };
 
-/** Why the upstream's bytes are not a WebSocket stream we accept, and the close code it earns. */
+/** Why a peer's bytes are not a WebSocket stream we accept, and the close code it earns. */
 export class FrameError extends Error {
   constructor(
     readonly code: 1002 | 1007 | 1009,
@@ -71,11 +80,12 @@ export class FrameError extends Error {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Turns the upstream's bytes into whole messages: fragments joined, control frames between them
+ * Turns a peer's bytes into whole messages: fragments joined, control frames between them
  * delivered as they come. Throws FrameError on anything RFC 6455 says must fail the connection:
- * a masked frame, a reserved bit (no extension is negotiated), an unknown opcode, a fragmented or
- * oversized control frame, a continuation out of place, invalid UTF-8 in a text message, a
- * message over `maxMessage` bytes.
+ * a frame masked when it must not be (from the upstream) or unmasked when it must be (from a
+ * client, `fromClient`), a reserved bit (no extension is negotiated), an unknown opcode, a
+ * fragmented or oversized control frame, a continuation out of place, invalid UTF-8 in a text
+ * message, a message over `maxMessage` bytes.
  */
 export class FrameParser {
   private buffered: Uint8Array[] = [];
@@ -84,7 +94,10 @@ export class FrameParser {
   private fragmentBytes = 0;
   private fragmentOpcode = -1;
 
-  constructor(private readonly maxMessage: number) {}
+  constructor(
+    private readonly maxMessage: number,
+    private readonly fromClient = false,
+  ) {}
 
   push(chunk: Uint8Array): Message[] {
     this.buffered.push(chunk);
@@ -110,7 +123,8 @@ export class FrameParser {
     const fin = (b[0]! & 0x80) !== 0;
     if (b[0]! & 0x70) throw new FrameError(1002, "reserved bits set (no extension was negotiated)");
     const opcode = b[0]! & 0x0f;
-    if ((b[1]! & 0x80) !== 0) throw new FrameError(1002, "masked frame from the server");
+    const masked = (b[1]! & 0x80) !== 0;
+    if (masked !== this.fromClient) throw new FrameError(1002, masked ? "masked frame from the server" : "unmasked frame from the client");
     let length = b[1]! & 0x7f;
     let offset = 2;
     if (length === 126) {
@@ -124,6 +138,8 @@ export class FrameParser {
       length = Number(big);
       offset = 10;
     }
+    const maskAt = offset;
+    if (masked) offset += 4;
     if (opcode >= 0x8) {
       if (opcode > 0xa) throw new FrameError(1002, `unknown opcode ${opcode}`);
       if (!fin || length > 125) throw new FrameError(1002, "fragmented or oversized control frame");
@@ -132,6 +148,7 @@ export class FrameParser {
     if (opcode < 0x8 && this.fragmentBytes + length > this.maxMessage) throw new FrameError(1009, "message too big");
     if (b.byteLength < offset + length) return undefined;
     const payload = b.slice(offset, offset + length);
+    if (masked) for (let i = 0; i < length; i++) payload[i] = payload[i]! ^ b[maskAt + (i & 3)]!;
     const rest = b.subarray(offset + length);
     this.buffered = rest.byteLength ? [rest] : [];
     this.bufferedBytes = rest.byteLength;

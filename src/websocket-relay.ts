@@ -1,8 +1,9 @@
-// --websocket: one client WebSocket (Bun.serve's) joined to one upstream WebSocket
+// --websocket: one client WebSocket (websocket-downstream.ts) joined to one upstream WebSocket
 // (websocket-upstream.ts). Messages go both ways as they arrive, text as text and binary as
 // binary; pings are answered at each hop; close codes and reasons cross; whichever side goes
 // first, the other is closed at once. Backpressure both ways: a slow reader pauses the other side.
-import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { RawConnection } from "./http/listener";
+import { DownstreamWebSocket } from "./websocket-downstream";
 import { isSendableCloseCode, type Message, OPCODE } from "./websocket-frames";
 import type { UpstreamWebSocket } from "./websocket-upstream";
 
@@ -29,11 +30,9 @@ export interface RelayTap {
 }
 
 const encoder = new TextEncoder();
-/** The reason Bun (uWS) gives when it closed a client for a message over maxPayloadLength. */
-const TOO_BIG = "Received too big message";
 
 export class Relay {
-  private client?: ServerWebSocket<Relay>;
+  private client?: DownstreamWebSocket;
   /** What the upstream sent before the client's side was open: delivered on open, in order. */
   private early: Message[] = [];
   private readonly started = performance.now();
@@ -44,6 +43,7 @@ export class Relay {
 
   constructor(
     private readonly upstream: UpstreamWebSocket,
+    private readonly maxMessage: number,
     private readonly onEnd: (e: RelayEnd) => void,
     private readonly tap?: RelayTap,
   ) {
@@ -61,9 +61,13 @@ export class Relay {
     };
   }
 
-  /** The client's side is open (server.upgrade succeeded). */
-  opened(ws: ServerWebSocket<Relay>): void {
-    this.client = ws;
+  /** The client's 101 is out: its connection is the client's side from here on. */
+  opened(conn: RawConnection): void {
+    this.client = new DownstreamWebSocket(conn, this.maxMessage, {
+      message: (m) => this.fromClient(m),
+      closed: (code, reason) => this.clientClosed(code, reason),
+      drain: () => this.upstream.resume(),
+    });
     for (const m of this.early.splice(0)) this.fromUpstream(m);
     if (this.pendingClose) this.closeClient(this.pendingClose.code, this.pendingClose.reason);
   }
@@ -74,7 +78,7 @@ export class Relay {
       return;
     }
     if (isSendableCloseCode(code)) this.client.close(code, reason);
-    else this.client.close();
+    else this.client.close(code === 1005 ? undefined : 1000, reason);
   }
 
   private fromUpstream(m: Message): void {
@@ -84,35 +88,28 @@ export class Relay {
     this.counts.messagesOut++;
     this.counts.bytesOut += m.kind === "text" ? Buffer.byteLength(m.data) : m.data.byteLength;
     this.tap?.message("upstream", m);
-    // -1: queued behind a slow client; stop reading the upstream until the client drains.
-    if (ws.send(m.data) === -1) this.upstream.pause();
+    // Queued behind a slow client: stop reading the upstream until the client drains.
+    if (!ws.send(m)) this.upstream.pause();
   }
 
   /** A message from the client. */
-  fromClient(ws: ServerWebSocket<Relay>, message: string | Buffer): void {
-    const text = typeof message === "string";
-    const bytes = text ? encoder.encode(message) : message;
+  private fromClient(m: Extract<Message, { kind: "text" | "binary" }>): void {
+    if (this.done) return;
+    const bytes = m.kind === "text" ? encoder.encode(m.data) : m.data;
     this.counts.messagesIn++;
     this.counts.bytesIn += bytes.byteLength;
-    this.tap?.message("client", text ? { kind: "text", data: message } : { kind: "binary", data: message });
-    if (!this.upstream.send(text ? OPCODE.text : OPCODE.binary, bytes)) ws.pause(); // until the upstream drains
+    this.tap?.message("client", m);
+    if (!this.upstream.send(m.kind === "text" ? OPCODE.text : OPCODE.binary, bytes)) this.client!.pause(); // until the upstream drains
   }
 
-  /** The client's side closed (its close frame, or its connection gone: 1006). */
+  /** The client's side closed: its close frame, a protocol fault (1002, 1007, 1009), or its connection gone (1006). */
   clientClosed(code: number, reason: string): void {
-    // Bun closes a client whose message exceeds maxPayloadLength with 1009 on the wire, but tells
-    // this handler 1006 with uWS's reason: the upstream is told 1009, what the client was told.
-    if (code === 1006 && reason === TOO_BIG) return this.end("client", 1009, "complete", "message too big");
     this.end("client", code, "complete", reason);
   }
 
   /** The proxy is stopping: both sides get 1001. */
   shutdown(): void {
     this.end("proxy", 1001, "proxy_shutdown", "proxy shutting down");
-  }
-
-  clientDrained(): void {
-    this.upstream.resume();
   }
 
   /** Closes the other side(s) with `code` and reports, once. */
@@ -128,20 +125,4 @@ export class Relay {
     this.onEnd(e);
     this.tap?.end(e);
   }
-}
-
-/** Bun.serve's `websocket` option: each client socket's data is its Relay. */
-export function relayHandlers(maxMessage: number): WebSocketHandler<Relay> {
-  return {
-    maxPayloadLength: maxMessage, // larger: Bun closes the client with 1009, which crosses upstream
-    idleTimeout: 0, // a session may sit between turns for long; pings (below) keep it honest
-    sendPings: true,
-    perMessageDeflate: false,
-    backpressureLimit: 16 * 1024 * 1024,
-    closeOnBackpressureLimit: false,
-    open: (ws) => ws.data.opened(ws),
-    message: (ws, message) => ws.data.fromClient(ws, message),
-    drain: (ws) => ws.data.clientDrained(),
-    close: (ws, code, reason) => ws.data.clientClosed(code, reason),
-  };
 }

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
 import {
-  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor,
+  KEY, gappedStream, goodRequest, httpRequest, onCleanup, raw, type RunningProxy, SAMPLE_BODY, sseEvent, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";
 
 afterEach(stopAll);
@@ -498,47 +498,83 @@ describe("no time limit on a quiet healthy stream (default settings)", () => {
 });
 
 describe("HTTP/1.1 pipelining", () => {
-  // Bun 1.4.5's listener closes a connection the moment a pipelined request head arrives while
-  // the response ahead of it is still pending (oven-sh/bun#38128, open), and neither request is
-  // answered. What the proxy guarantees whatever its runtime does: answers come in order, and a
-  // request that reached the upstream without its answer reaching the client is aborted upstream
-  // at once — never billed to the end and abandoned.
+  // Requests written back to back on one connection are answered in order, each after the one
+  // before has ended; none is dropped, none is left running upstream unanswered.
+  const pipelined = async (proxy: RunningProxy, bytes: string[], gapMs: number, until: (reply: string) => boolean) => {
+    const sock = net.connect(proxy.port, "127.0.0.1");
+    sock.on("error", () => {});
+    let reply = "";
+    sock.on("data", (d) => (reply += d.toString("latin1")));
+    const closed = new Promise<void>((r) => sock.on("close", () => r()));
+    await new Promise<void>((r) => sock.on("connect", () => r()));
+    for (const part of bytes) {
+      sock.write(part);
+      if (gapMs) await Bun.sleep(gapMs);
+    }
+    await Promise.race([closed, waitFor(() => until(reply), 8000, "every answer")]);
+    sock.destroy();
+    return reply;
+  };
+  const post = (body: string, extra = "") => `POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n${extra}\r\n${body}`;
+
   for (const gapMs of [0, 100]) {
-    const when = gapMs ? `the second ${gapMs} ms into the first's stream` : "in one write";
-    test(`two requests back to back (${when}): answers in order, no unanswered request left running upstream`, async () => {
-      const seen: Array<{ body: string; aborted: boolean }> = [];
-      const up = await startUpstream(async (req, rec) => {
+    const when = gapMs ? "the second 100 ms into the first's stream" : "in one write";
+    test(`two streamed requests back to back (${when}): both answered, in order, one upstream request each`, async () => {
+      const seen: string[] = [];
+      const up = await startUpstream(async (req) => {
         const body = await req.text();
-        const entry = { body, aborted: false };
-        seen.push(entry);
-        req.signal.addEventListener("abort", () => (entry.aborted = true));
+        seen.push(body);
         return gappedStream([`data: ${body}\n\n`, `data: end ${body}\n\n`], 300);
       });
       const proxy = await startProxy({ args: ["--upstream-url", up.url] });
-      expect((await goodRequest(proxy)).status).toBe(200); // a pooled upstream connection, ready
-      seen.length = 0;
-      const one = 'POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 7\r\n\r\n"first"';
-      const two = 'POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\nConnection: close\r\n\r\n"second"';
-      const sock = net.connect(proxy.port, "127.0.0.1");
-      sock.on("error", () => {});
-      let reply = "";
-      sock.on("data", (d) => (reply += d.toString("latin1")));
-      const closed = new Promise<void>((r) => sock.on("close", () => r()));
-      await new Promise<void>((r) => sock.on("connect", () => r()));
-      if (gapMs === 0) sock.write(one + two);
-      else {
-        sock.write(one);
-        await waitFor(() => reply.includes('data: "first"'), 5000, "the first stream to start");
-        await Bun.sleep(gapMs);
-        sock.write(two);
-      }
-      await Promise.race([closed, Bun.sleep(5000)]);
-      const answered = ['"first"', '"second"'].filter((b) => reply.includes(`data: end ${b}`));
-      expect(answered).toEqual(['"first"', '"second"'].slice(0, answered.length)); // in order
-      for (const entry of seen.filter((e) => !answered.includes(e.body))) {
-        await waitFor(() => entry.aborted, 2000, `the unanswered ${entry.body} to be aborted upstream`);
-      }
+      const parts = [post('"first"'), post('"second"', "Connection: close\r\n")];
+      const reply = await pipelined(proxy, gapMs ? parts : [parts.join("")], gapMs, (r) => r.includes('data: end "second"'));
+      const first = reply.indexOf('data: end "first"');
+      const second = reply.indexOf('data: "second"');
+      expect(first).toBeGreaterThan(0);
+      expect(second).toBeGreaterThan(first); // the second answer starts after the first has ended
+      expect(reply.match(/^HTTP\/1\.1 200 /gm)).toHaveLength(2);
+      expect(seen).toEqual(['"first"', '"second"']);
       expect((await goodRequest(proxy)).status).toBe(200);
     });
   }
+
+  test("a refused request between two good ones: its body is skipped, all three answered in order", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const refused = 'POST /v1/other HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 31\r\n\r\nPOST /v1/responses HTTP/1.1\r\n\r\n';
+    const reply = await pipelined(proxy, [post(SAMPLE_BODY) + refused + post(SAMPLE_BODY, "Connection: close\r\n")], 0, () => false);
+    expect([...reply.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])).toEqual(["200", "403", "200"]);
+    expect(up.hits()).toBe(2); // the refused body, which looks like a request, never became one
+  });
+
+  test("a chunked request, then another: the second starts where the first's body ended", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const chunked = `POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n${SAMPLE_BODY.length.toString(16)}\r\n${SAMPLE_BODY}\r\n0\r\n\r\n`;
+    const reply = await pipelined(proxy, [chunked + post(SAMPLE_BODY, "Connection: close\r\n")], 0, () => false);
+    expect([...reply.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])).toEqual(["200", "200"]);
+    expect(up.requests.map((r) => new TextDecoder().decode(r.body))).toEqual([SAMPLE_BODY, SAMPLE_BODY]);
+  });
+
+  test("a client that leaves with requests still queued: the one in flight is aborted upstream, the queued ones never sent", async () => {
+    const seen: Array<{ body: string; aborted: boolean }> = [];
+    const up = await startUpstream(async (req) => {
+      const entry = { body: await req.text(), aborted: false };
+      seen.push(entry);
+      req.signal.addEventListener("abort", () => (entry.aborted = true));
+      return gappedStream(["data: 1\n\n", "data: 2\n\n"], 2000);
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const sock = net.connect(proxy.port, "127.0.0.1");
+    sock.on("error", () => {});
+    await new Promise<void>((r) => sock.on("connect", () => r()));
+    sock.write(post('"a"') + post('"b"') + post('"c"'));
+    await waitFor(() => seen.length === 1, 5000, "the first request upstream");
+    sock.destroy();
+    await waitFor(() => seen[0]!.aborted, 2000, "the first request to be aborted upstream");
+    await Bun.sleep(300);
+    expect(seen.map((e) => e.body)).toEqual(['"a"']);
+    expect((await goodRequest(proxy)).status).toBe(200);
+  });
 });

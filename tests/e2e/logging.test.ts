@@ -114,6 +114,22 @@ describe("every failure names its reason and cause", () => {
     await waitFor(() => proxy.stderr().includes(" 431 "), 5000, "the 431 line");
     expect(proxy.stderr()).toMatch(/ 431 [\d.]+ms in=0B out=0B reason=request_header_too_large\n/);
   });
+
+  test("a request the listener cannot read: a 400 and a line saying why, then the next request is served", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const bad = "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}";
+    const res = await raw(proxy.port, bad);
+    expect(res.status).toBe(400);
+    expect(res.closed).toBe(true);
+    expect(res.text).toContain('"code":"bad_request"');
+    expect(await lastLine(proxy, 1)).toMatch(/ POST \/v1\/responses 400 0\.0ms in=0B out=0B reason=bad_request cause=both_Transfer_Encoding_and_Content_Length$/);
+    expect((await raw(proxy.port, "GET /\r\n")).status).toBe(400); // HTTP/0.9: no request line to name
+    await waitFor(() => proxy.stderr().includes(" ? - 400 "), 5000, "the line of a request without a request line");
+    expect(proxy.stderr()).toMatch(/ \? - 400 0\.0ms in=0B out=0B reason=bad_request cause=malformed_request_line\n/);
+    expect(up.hits()).toBe(0);
+    expect((await goodRequest(proxy)).status).toBe(200);
+  });
 });
 
 test("the upstream's x-request-id is in the request's log line and its dump", async () => {

@@ -33,7 +33,7 @@ test("files are created exclusively: a planted symlink is never followed", async
   setSystemTime(new Date(1764000000000));
   symlinkSync(victim, join(dir, "000001-1764000000000-request.json"));
   const warnings: string[] = [];
-  const tap = new Dumper(dir, dir, (l) => warnings.push(l)).tap(new Request("http://127.0.0.1/v1/responses", { method: "POST" }));
+  const tap = new Dumper(dir, dir, (l) => warnings.push(l)).tap({ method: "POST", target: "/v1/responses", headers: new Headers() });
   tap.requestChunk!(new TextEncoder().encode("{}"));
   tap.requestEnd();
   tap.end!({ status: 200, bytesIn: 2, bytesOut: 0, outcome: "complete" });
@@ -45,7 +45,7 @@ test("files are created exclusively: a planted symlink is never followed", async
 
 test("a dumped body is capped, and says so", async () => {
   const dir = mkdtempSync(join(tmpdir(), "rap-dumpcap-"));
-  const tap = new Dumper(dir, dir, () => {}).tap(new Request("http://127.0.0.1/v1/responses", { method: "POST" }));
+  const tap = new Dumper(dir, dir, () => {}).tap({ method: "POST", target: "/v1/responses", headers: new Headers() });
   const chunk = new Uint8Array(8 * 1024 * 1024).fill(0x61);
   for (let i = 0; i < DUMP_BODY_LIMIT / chunk.byteLength + 2; i++) tap.requestChunk!(chunk);
   tap.requestEnd();

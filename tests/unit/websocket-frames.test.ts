@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, isSendableCloseCode, OPCODE } from "../../src/websocket-frames";
+import { clientHandshakeProblem } from "../../src/websocket-downstream";
 import { dechunk, parseHead } from "../../src/websocket-upstream";
 
 /** A frame as a server sends it: unmasked. */
@@ -113,6 +114,43 @@ describe("FrameParser (server to client)", () => {
     expect(() => new FrameParser(1 << 20).push(head)).toThrow(FrameError);
     const mid = serverFrame(OPCODE.binary, new Uint8Array(0), true, { length: 70_000 }).subarray(0, 10);
     expect(() => new FrameParser(65_536).push(mid)).toThrow("message too big");
+  });
+});
+
+describe("the client's side (frames to and from a client)", () => {
+  test("to a client: not masked, every length form", () => {
+    for (const n of [0, 125, 126, 65535, 65536]) {
+      const payload = new Uint8Array(n).fill(7);
+      const frame = encodeFrame(OPCODE.binary, payload, null);
+      expect(frame[1]! & 0x80).toBe(0);
+      const parsed = new FrameParser(1 << 20).push(frame);
+      expect(parsed).toEqual([{ kind: "binary", data: payload }]);
+    }
+  });
+
+  test("from a client: masked frames are unmasked, split at every byte", () => {
+    const frame = encodeFrame(OPCODE.text, new TextEncoder().encode("héllo, upstream"));
+    const parser = new FrameParser(1 << 20, true);
+    const out = [...frame].flatMap((b) => parser.push(new Uint8Array([b])));
+    expect(out).toEqual([{ kind: "text", data: "héllo, upstream" }]);
+  });
+
+  test("from a client: an unmasked frame fails with 1002 (RFC 6455 §5.1)", () => {
+    const parser = new FrameParser(1 << 20, true);
+    expect(() => parser.push(encodeFrame(OPCODE.text, new TextEncoder().encode("x"), null))).toThrow(new FrameError(1002, "unmasked frame from the client"));
+  });
+
+  test("from a client: over the limit fails with 1009 before the payload arrives", () => {
+    const frame = encodeFrame(OPCODE.binary, new Uint8Array(2000));
+    expect(() => new FrameParser(1000, true).push(frame.subarray(0, 8))).toThrow(new FrameError(1009, "message too big"));
+  });
+
+  test("a client's opening handshake: what makes it one the proxy can complete", () => {
+    const ok = { connection: "keep-alive, Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" };
+    expect(clientHandshakeProblem(new Headers(ok))).toBeUndefined();
+    expect(clientHandshakeProblem(new Headers({ ...ok, connection: "keep-alive" }))).toBe("no Connection: upgrade");
+    expect(clientHandshakeProblem(new Headers({ ...ok, "sec-websocket-version": "8" }))).toBe("Sec-WebSocket-Version is not 13");
+    expect(clientHandshakeProblem(new Headers({ ...ok, "sec-websocket-key": "short" }))).toBe("Sec-WebSocket-Key is not 16 bytes in base64");
   });
 });
 
