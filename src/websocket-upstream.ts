@@ -6,6 +6,7 @@ import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "./authorization";
 import { MAX_RESPONSE_HEAD, UpstreamError } from "./http1";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./websocket-frames";
+import { WriteQueue } from "./write-queue";
 
 /** The most of a refused handshake's body relayed to the client (an error JSON is far smaller). */
 export const MAX_REFUSAL_BODY = 1 << 20;
@@ -58,7 +59,7 @@ export class UpstreamWebSocket {
   private readonly key = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64");
   private settle?: (h: Handshake) => void;
   private parser: FrameParser;
-  private pending: Uint8Array[] = [];
+  private readonly writes = new WriteQueue();
   private closeSent = false;
   private closeSeen = false;
   private timer?: ReturnType<typeof setTimeout>;
@@ -115,25 +116,11 @@ export class UpstreamWebSocket {
   /** Writes `bytes` now or queues them (never copied): true when nothing is left queued. */
   private write(bytes: Uint8Array): boolean {
     if (!this.socket || this.phase === Phase.Closed) return true;
-    if (this.pending.length === 0) {
-      const n = this.socket.write(bytes);
-      if (n === bytes.byteLength) return true;
-      bytes = bytes.subarray(Math.max(n, 0));
-    }
-    this.pending.push(bytes);
-    return false;
+    return this.writes.write(this.socket, bytes);
   }
 
   drained() {
-    while (this.pending.length && this.socket) {
-      const bytes = this.pending[0]!;
-      const n = this.socket.write(bytes);
-      if (n < bytes.byteLength) {
-        this.pending[0] = bytes.subarray(Math.max(n, 0));
-        return;
-      }
-      this.pending.shift();
-    }
+    if (!this.socket || !this.writes.flush(this.socket)) return;
     if (this.phase === Phase.Open) this.handlers?.drain();
   }
 

@@ -13,6 +13,7 @@
 // connection is closed, never parsed as a request.
 import type { Socket, TCPSocketListener } from "bun";
 import { release } from "../chunk-memory";
+import { WriteQueue } from "../write-queue";
 import { ChunkedDecoder, ChunkError } from "./chunked";
 import { HeadError, parseRequestHead, type RequestHead } from "./request-head";
 
@@ -235,9 +236,11 @@ class Connection implements RawConnection {
   private answered = false;
   private keepAlive = true;
   private paused = false;
-  private pending: Uint8Array[] = [];
+  private readonly writes = new WriteQueue();
   private drainWaiters: Array<(ok: boolean) => void> = [];
   private idle: number;
+  /** Ending: what is queued is written, nothing more is read. */
+  private closing = false;
   closed = false;
   upgraded = false;
   handlers?: RawConnection["handlers"];
@@ -259,6 +262,7 @@ class Connection implements RawConnection {
 
   data(chunk: Buffer) {
     if (this.upgraded) return this.handlers?.data(chunk);
+    if (this.closing) return; // after a refusal or a cut answer, nothing more is read as a request
     // Silence is counted from the last byte, but a head must be whole within HEAD_SECONDS of its
     // first byte: a client dripping a head byte by byte cannot hold a connection for ever.
     if (this.req) {
@@ -270,7 +274,7 @@ class Connection implements RawConnection {
 
   /** Uses what is buffered: body bytes for the current request, else the next request's head. */
   private process() {
-    while (this.buf && !this.closed && !this.upgraded) {
+    while (this.buf && !this.closed && !this.closing && !this.upgraded) {
       if (this.body !== Body.None) {
         if (!this.feedBody()) return;
         continue;
@@ -507,36 +511,21 @@ class Connection implements RawConnection {
   /** true when all of it went out now; else the rest waits (copied when `copy`) for drain. */
   write(bytes: Uint8Array, copy = true): boolean {
     if (this.closed) return false;
-    if (this.pending.length === 0) {
-      const n = this.socket.write(bytes);
-      if (n === bytes.byteLength) return true;
-      bytes = bytes.subarray(Math.max(n, 0));
-    }
-    this.pending.push(copy ? Buffer.from(bytes) : bytes);
-    return false;
+    return this.writes.write(this.socket, bytes, copy);
   }
 
   drained() {
-    while (this.pending.length && !this.closed) {
-      const bytes = this.pending[0]!;
-      const n = this.socket.write(bytes);
-      if (n < bytes.byteLength) {
-        this.pending[0] = bytes.subarray(Math.max(n, 0));
-        return;
-      }
-      this.pending.shift();
-    }
-    if (this.closing) return void (this.pending.length === 0 && this.socket.end());
+    if (this.closed || !this.writes.flush(this.socket)) return;
+    if (this.closing) return void this.socket.end();
     if (this.upgraded) return this.handlers?.drain();
     for (const w of this.drainWaiters.splice(0)) w(true);
   }
 
-  private closing = false;
   /** Closes once everything written has gone out. */
   private closeSoon() {
     this.closing = true;
     this.pause();
-    if (this.pending.length === 0) this.socket.end();
+    if (this.writes.empty) this.socket.end();
   }
 
   private terminateAfterWrites() {
@@ -604,7 +593,7 @@ class Connection implements RawConnection {
     this.closed = true;
     this.server.connections.delete(this);
     for (const w of this.drainWaiters.splice(0)) w(false);
-    this.pending = [];
+    this.writes.clear();
     if (this.upgraded) return this.handlers?.closed(err);
     const req = this.req;
     if (req) {
