@@ -8,6 +8,7 @@
 // (a view into a larger buffer, or bytes handed to fetch) are `relayed`: a full collection after
 // every 2 MiB of those.
 const EVERY_BYTES = 2 * 1024 * 1024;
+const SMALL_CHUNK = 16 * 1024;
 let sinceLast = 0;
 
 /** Bytes relayed that the collector must reclaim. */
@@ -24,6 +25,10 @@ export function relayed(bytes: number): void {
  * buffer (it may share it with others) is left to the collector instead.
  */
 export function release(chunk: Uint8Array): void {
+  // A small chunk (a server-sent event is a few hundred bytes) costs the collector next to nothing,
+  // less than detaching it (0.6 µs) or counting it: left alone. Checked before `.buffer`, whose
+  // getter is not free on a view (3% of the proxy's samples at 300 streams).
+  if (chunk.byteLength < SMALL_CHUNK) return;
   const { buffer } = chunk;
   if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength) buffer.transfer(0);
   else relayed(chunk.byteLength);

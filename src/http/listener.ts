@@ -503,10 +503,9 @@ class Connection implements RawConnection {
   /** Writes; when the socket could not take it all, a promise that settles on drain (or close). */
   private writeOrWait(bytes: Uint8Array, own: boolean): boolean | Promise<boolean> {
     const all = this.write(bytes, !own);
-    // A framed copy with a buffer of its own (a large chunk) is freed at once; a small one is a
-    // slice of Buffer's shared pool, which costs the collector nothing (releasing it would count
-    // it towards a full collection).
-    if (own && all && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) release(bytes);
+    // A large framed copy (a buffer of its own) is freed at once; a small one (a slice of Buffer's
+    // pool) is left to the collector by release().
+    if (own && all) release(bytes);
     if (all) return true;
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
