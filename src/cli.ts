@@ -1,7 +1,7 @@
 // Command-line parsing: argv in, a validated Config (or a UsageError) out. Pure, no I/O.
 import mri from "mri";
 import { version } from "../package.json";
-import { DEFAULT_TOKEN_URL, type OidcConfig } from "./github-oidc";
+import { DEFAULT_TOKEN_URL, type OidcConfig } from "./security/github-oidc";
 import type { LogFormat } from "./log";
 
 export const VERSION: string = version;

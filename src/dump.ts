@@ -4,7 +4,7 @@ import { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, sta
 import { link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ExchangeEnd, Tap } from "./forward";
-import type { RelayEnd, RelayTap } from "./websocket-relay";
+import type { RelayEnd, RelayTap } from "./websocket/relay";
 import type { IncomingRequest } from "./http/listener";
 
 /** What a dump records of a request's head. */

@@ -1,9 +1,9 @@
 // Forwarding one allowed exchange: the client's body goes upstream, the upstream's response
 // streams back chunk by chunk as it arrives. Large bodies are never buffered whole.
-import type { AuthorizationLine } from "./authorization";
+import type { AuthorizationLine } from "./security/authorization";
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
-import type { BodyReader, Send, UpstreamResponse } from "./http1";
+import type { BodyReader, Send, UpstreamResponse } from "./upstream/http1";
 import type { IncomingRequest, Reply, ReplySink } from "./http/listener";
 import { printableRequestId } from "./log";
 

@@ -6,12 +6,12 @@ import { classify, headBytes } from "./gate";
 import { downstreamHeaders, websocketDownstreamHeaders, websocketUpstreamHeaders } from "./headers";
 import { type IncomingRequest, Listener, type Reply } from "./http/listener";
 import { type Logger, printableRequestId, type RequestRecord } from "./log";
-import type { PeerUsers } from "./peer-user";
-import { upstreamTransport } from "./transport";
-import type { UserPolicy } from "./users";
-import { clientHandshakeHeaders, clientHandshakeProblem } from "./websocket-downstream";
-import { Relay, type RelayEnd, type RelayTap } from "./websocket-relay";
-import { UpstreamWebSocket } from "./websocket-upstream";
+import type { PeerUsers } from "./security/peer-user";
+import { upstreamTransport } from "./upstream/transport";
+import type { UserPolicy } from "./security/users";
+import { clientHandshakeHeaders, clientHandshakeProblem } from "./websocket/downstream";
+import { Relay, type RelayEnd, type RelayTap } from "./websocket/relay";
+import { UpstreamWebSocket } from "./websocket/upstream";
 
 export interface ProxyHooks {
   /** Request log lines go here (it drops successful ones under --quiet). */

@@ -2,21 +2,21 @@
 // server info, "listening" line. Every failure is one line on stderr and a documented exit code.
 import { existsSync, readFileSync } from "node:fs";
 import { isatty } from "node:tty";
-import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./api-key";
-import { AuthorizationLine } from "./authorization";
+import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./security/api-key";
+import { AuthorizationLine } from "./security/authorization";
 import { type Config, concurrencyForOpenFiles, isInsecureUpstream, parseArgs, RESERVED_FILES, UsageError, USAGE, VERSION } from "./cli";
 import { Dumper, prepareDumpDir } from "./dump";
-import { unsafeEnvironment } from "./environment";
+import { unsafeEnvironment } from "./security/environment";
 import { describeError } from "./errors";
 import type { Credential } from "./forward";
-import { OidcCredential, OidcError, REQUEST_TOKEN } from "./github-oidc";
-import type { HardeningReport } from "./hardening";
+import { OidcCredential, OidcError, REQUEST_TOKEN } from "./security/github-oidc";
+import type { HardeningReport } from "./security/hardening";
 import { Logger, NAME, stderrLine } from "./log";
 import { startProxy } from "./server";
-import { openPeerUsers, type PeerUsers } from "./peer-user";
-import { proxyConfigured } from "./proxy-env";
+import { openPeerUsers, type PeerUsers } from "./security/peer-user";
+import { proxyConfigured } from "./upstream/proxy-env";
 import { removeServerInfo, writeServerInfo } from "./server-info";
-import { parseGroup, parsePasswd, UserError, UserPolicy } from "./users";
+import { parseGroup, parsePasswd, UserError, UserPolicy } from "./security/users";
 
 const SHUTDOWN_GRACE_MS = 5000;
 

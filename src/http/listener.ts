@@ -12,8 +12,8 @@
 // body before it. A body the handler did not read is read and dropped (up to DISCARD_LIMIT) or the
 // connection is closed, never parsed as a request.
 import type { Socket, TCPSocketListener } from "bun";
-import { release } from "../chunk-memory";
-import { WriteQueue } from "../write-queue";
+import { release } from "./chunk-memory";
+import { WriteQueue } from "./write-queue";
 import { ChunkedDecoder, ChunkError } from "./chunked";
 import { HeadError, parseRequestHead, type RequestHead } from "./request-head";
 

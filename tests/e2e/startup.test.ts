@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "no
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MESSAGES } from "../../src/api-key";
+import { MESSAGES } from "../../src/security/api-key";
 import {
   BIN, KEY, ROOT, baseEnv, gappedStream, goodRequest, lacksTool, needs, raw, httpRequest, runProxy, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
 } from "../helpers";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { API_KEY, BUFFER_SIZE, MESSAGES, readSecret, type Reader } from "../../src/api-key";
+import { API_KEY, BUFFER_SIZE, MESSAGES, readSecret, type Reader } from "../../src/security/api-key";
 
 /** The API key's header value, as start-up reads it (bytes, shown here as text). */
 const readAuthorization = (read: Reader, buf?: Uint8Array) => new TextDecoder("latin1").decode(readSecret(read, API_KEY, buf));

@@ -1,6 +1,6 @@
 // release(): a chunk that is its whole buffer is freed at once; a view into a shared buffer never.
 import { expect, test } from "bun:test";
-import { release } from "../../src/chunk-memory";
+import { release } from "../../src/http/chunk-memory";
 
 test("a whole-buffer chunk is freed (its buffer detached); a view into a larger buffer is left alone", () => {
   const whole = new Uint8Array(1 << 20).fill(1);

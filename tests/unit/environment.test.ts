@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { unsafeEnvironment } from "../../src/environment";
-import { libcCandidates, loaderVariables } from "../../src/hardening";
+import { unsafeEnvironment } from "../../src/security/environment";
+import { libcCandidates, loaderVariables } from "../../src/security/hardening";
 
 test("refuses variables that expose or divert the key, without printing their values", () => {
   const cases: Array<[Record<string, string>, string]> = [

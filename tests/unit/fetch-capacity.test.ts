@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { requestedConcurrency } from "../../src/fetch-capacity";
+import { requestedConcurrency } from "../../src/upstream/fetch-capacity";
 
 test("finds --max-concurrent in both spellings, the last one winning", () => {
   expect(requestedConcurrency([])).toBeUndefined();

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { readSecret, type Reader } from "../../src/api-key";
-import { backoffMs, idTokenUrl, isHeaderSafeToken, refreshDelayMs, REQUEST_TOKEN } from "../../src/github-oidc";
+import { readSecret, type Reader } from "../../src/security/api-key";
+import { backoffMs, idTokenUrl, isHeaderSafeToken, refreshDelayMs, REQUEST_TOKEN } from "../../src/security/github-oidc";
 import { parseArgs } from "../../src/cli";
 
 /** A reader that hands out `text`, at most `length` bytes per read, like a pipe. */

@@ -2,9 +2,9 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/http1";
-import { proxyConfigured } from "../../src/proxy-env";
-import { AuthorizationLine } from "../../src/authorization";
+import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/upstream/http1";
+import { proxyConfigured } from "../../src/upstream/proxy-env";
+import { AuthorizationLine } from "../../src/security/authorization";
 
 interface RawUpstream {
   url: URL;

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { diagRequest, diagUid } from "../../src/peer-user";
+import { diagRequest, diagUid } from "../../src/security/peer-user";
 
 test("the sock_diag request asks for exactly one TCP socket: client port and address as source, ours as destination", () => {
   const req = diagRequest([127, 0, 0, 1], 0xabcd, [127, 0, 0, 1], 8080, 7);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, isSendableCloseCode, OPCODE } from "../../src/websocket-frames";
-import { clientHandshakeProblem } from "../../src/websocket-downstream";
-import { dechunk, parseHead } from "../../src/websocket-upstream";
+import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, isSendableCloseCode, OPCODE } from "../../src/websocket/frames";
+import { clientHandshakeProblem } from "../../src/websocket/downstream";
+import { dechunk, parseHead } from "../../src/websocket/upstream";
 
 /** A frame as a server sends it: unmasked. */
 function serverFrame(opcode: number, payload: Uint8Array | string, fin = true, extra: { rsv?: number; mask?: boolean; length?: number } = {}): Uint8Array {

@@ -1,11 +1,11 @@
-// --websocket: one client WebSocket (websocket-downstream.ts) joined to one upstream WebSocket
-// (websocket-upstream.ts). Messages go both ways as they arrive, text as text and binary as
+// --websocket: one client WebSocket (downstream.ts) joined to one upstream WebSocket
+// (upstream.ts). Messages go both ways as they arrive, text as text and binary as
 // binary; pings are answered at each hop; close codes and reasons cross; whichever side goes
 // first, the other is closed at once. Backpressure both ways: a slow reader pauses the other side.
-import type { RawConnection } from "./http/listener";
-import { DownstreamWebSocket } from "./websocket-downstream";
-import { isSendableCloseCode, type Message, OPCODE } from "./websocket-frames";
-import type { UpstreamWebSocket } from "./websocket-upstream";
+import type { RawConnection } from "../http/listener";
+import { DownstreamWebSocket } from "./downstream";
+import { isSendableCloseCode, type Message, OPCODE } from "./frames";
+import type { UpstreamWebSocket } from "./upstream";
 
 /** How a relayed connection ended, for its log line and its dump. */
 export interface RelayEnd {

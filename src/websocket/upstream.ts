@@ -3,10 +3,10 @@
 // copied into a string), and so that an upstream that refuses the handshake (401, 429, …) gives
 // the client its status and body — Bun's WebSocket client reports neither.
 import type { Socket, SocketHandler } from "bun";
-import type { AuthorizationLine } from "./authorization";
-import { MAX_RESPONSE_HEAD, UpstreamError } from "./http1";
-import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./websocket-frames";
-import { WriteQueue } from "./write-queue";
+import type { AuthorizationLine } from "../security/authorization";
+import { MAX_RESPONSE_HEAD, UpstreamError } from "../upstream/http1";
+import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
+import { WriteQueue } from "../http/write-queue";
 
 /** The most of a refused handshake's body relayed to the client (an error JSON is far smaller). */
 export const MAX_REFUSAL_BODY = 1 << 20;

@@ -1,7 +1,7 @@
 // Which client carries requests upstream: the HTTP/1.1 client of http1.ts, or Bun's fetch when an
 // HTTP(S) proxy is configured (fetch implements CONNECT, NO_PROXY and proxy credentials).
 import { type BodyReader, http1Client, isStreamed, type Send, type UpstreamBody } from "./http1";
-import { relayed } from "./chunk-memory";
+import { relayed } from "../http/chunk-memory";
 import { proxyConfigured } from "./proxy-env";
 
 /** fetch wants a stream: pulled one piece at a time, so nothing queues in between. */

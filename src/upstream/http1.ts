@@ -12,8 +12,8 @@
 // - nothing here times out an exchange: a reasoning model may be quiet for minutes.
 // With an HTTP(S) proxy configured, `transport.ts` uses fetch instead (Bun implements the proxy).
 import type { Socket, SocketHandler } from "bun";
-import type { AuthorizationLine } from "./authorization";
-import { relayed, release } from "./chunk-memory";
+import type { AuthorizationLine } from "../security/authorization";
+import { relayed, release } from "../http/chunk-memory";
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
 export interface BodyReader {

@@ -1,8 +1,8 @@
 // --websocket: the client's side of a relayed WebSocket, on the listener's upgraded connection.
 // Frames from the client must be masked and are parsed as strictly as the upstream's
-// (websocket-frames.ts); frames to it are not masked. Pings are answered here (per hop).
-import type { RawConnection } from "./http/listener";
-import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./websocket-frames";
+// (frames.ts); frames to it are not masked. Pings are answered here (per hop).
+import type { RawConnection } from "../http/listener";
+import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
 
 const CLOSE_GRACE_MS = 2000;
 const encoder = new TextEncoder();
