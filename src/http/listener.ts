@@ -79,6 +79,7 @@ const BODY_HIGH_WATER = 256 * 1024;
 const CRLF = Buffer.from("\r\n", "latin1");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** Framing is the listener's alone: these never come from a reply's headers. */
 const FRAMING = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "date"]);
 const REASONS: Record<number, string> = {
@@ -455,7 +456,9 @@ class Connection implements RawConnection {
    */
   private writeHead(status: number, headers: Headers, body: Uint8Array | string | undefined, upgrade: boolean, length?: number, statusText?: string) {
     const bytes = typeof body === "string" ? Buffer.from(body) : body;
-    let head = `HTTP/1.1 ${status} ${statusText || REASONS[status] || ""}\r\n`;
+    // The upstream's reason phrase is passed on only when it is plain text (no control bytes).
+    const reason = statusText && !CONTROL.test(statusText) ? statusText : (REASONS[status] ?? "");
+    let head = `HTTP/1.1 ${status} ${reason}\r\n`;
     for (const [name, value] of headers) if (!FRAMING.has(name)) head += `${name}: ${value}\r\n`;
     head += `date: ${httpDate()}\r\n`;
     if (upgrade) head += "connection: Upgrade\r\n";

@@ -268,6 +268,17 @@ describe("response", () => {
     expect(await res.text()).toBe('{"error":{"message":"slow down"}}');
   });
 
+  test("the upstream's reason phrase: passed on as plain text, replaced when it holds a control byte", async () => {
+    for (const [sent, seen] of [["Too Many Requests Today", "Too Many Requests Today"], ["O\x01K\x00", "Too Many Requests"]]) {
+      const up = await rawUpstream((sock, received) =>
+        sock.on("data", () => received().includes("\r\n\r\n") && sock.write(`HTTP/1.1 429 ${sent}\r\nContent-Length: 2\r\n\r\n{}`)),
+      );
+      const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+      const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", {}, "{}"), 3000, (t) => t.endsWith("{}"));
+      expect(res.text.split("\r\n")[0]).toBe(`HTTP/1.1 429 ${seen}`);
+    }
+  });
+
   test("server-sent events reach the client one by one, as the upstream writes them", async () => {
     // Handshake instead of timing: the upstream writes event N+1 only after the client has
     // received event N. A proxy that batched the stream would deadlock here.
