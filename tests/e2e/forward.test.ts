@@ -508,7 +508,7 @@ describe("no time limit on a quiet healthy stream (default settings)", () => {
   }, 40_000);
 });
 
-describe("HTTP/1.1 pipelining", () => {
+describe("the listener: pipelining, skipped bodies, HTTP/1.0", () => {
   // Requests written back to back on one connection are answered in order, each after the one
   // before has ended; none is dropped, none is left running upstream unanswered.
   const pipelined = async (proxy: RunningProxy, bytes: string[], gapMs: number, until: (reply: string) => boolean) => {
@@ -566,6 +566,42 @@ describe("HTTP/1.1 pipelining", () => {
     const reply = await pipelined(proxy, [chunked + post(SAMPLE_BODY, "Connection: close\r\n")], 0, () => false);
     expect([...reply.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])).toEqual(["200", "200"]);
     expect(up.requests.map((r) => new TextDecoder().decode(r.body))).toEqual([SAMPLE_BODY, SAMPLE_BODY]);
+  });
+
+  test("a refusal behind Expect: 100-continue sends no 100, and closes (the body may never come)", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const head = "POST /v1/other HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n";
+    const res = await raw(proxy.port, head, 3000);
+    expect(res.status).toBe(403);
+    expect(res.text).not.toContain("100 Continue");
+    expect(res.text.toLowerCase()).toContain("connection: close");
+    expect(res.closed).toBe(true);
+    expect(up.hits()).toBe(0);
+  });
+
+  test("a refused body over 1 MiB is not read to its end: the connection closes after the 403", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const body = "x".repeat(3 * 1024 * 1024);
+    const res = await raw(proxy.port, `POST /v1/other HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
+    expect(res.status).toBe(403);
+    expect(res.closed).toBe(true);
+    expect((await goodRequest(proxy)).status).toBe(200);
+  });
+
+  test("HTTP/1.0 with keep-alive: two requests on one connection, each with its length", async () => {
+    const up = await startUpstream();
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const one = `POST /v1/responses HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Length: ${SAMPLE_BODY.length}\r\n\r\n${SAMPLE_BODY}`;
+    const two = `POST /v1/responses HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: ${SAMPLE_BODY.length}\r\n\r\n${SAMPLE_BODY}`;
+    const reply = await pipelined(proxy, [one + two], 0, () => false);
+    const heads = reply.split(/\r\n\r\n/).filter((p) => p.includes("HTTP/1.1 200"));
+    expect(heads).toHaveLength(2);
+    expect(heads[0]!.toLowerCase()).toContain("connection: keep-alive");
+    expect(heads[1]!.toLowerCase()).toContain("connection: close");
+    for (const h of heads) expect(h.toLowerCase()).toMatch(/content-length: \d+/);
+    expect(up.hits()).toBe(2);
   });
 
   test("a client that leaves with requests still queued: the one in flight is aborted upstream, the queued ones never sent", async () => {
