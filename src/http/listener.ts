@@ -242,6 +242,8 @@ class Connection implements RawConnection {
   private idle: number;
   /** Ending: what is queued is written, nothing more is read. */
   private closing = false;
+  /** An exchange ended with its answer still queued: the next request waits for the drain. */
+  private nextAfterDrain = false;
   closed = false;
   upgraded = false;
   handlers?: RawConnection["handlers"];
@@ -275,7 +277,7 @@ class Connection implements RawConnection {
 
   /** Uses what is buffered: body bytes for the current request, else the next request's head. */
   private process() {
-    while (this.buf && !this.closed && !this.closing && !this.upgraded) {
+    while (this.buf && !this.closed && !this.closing && !this.upgraded && !this.nextAfterDrain) {
       if (this.body !== Body.None) {
         if (!this.feedBody()) return;
         continue;
@@ -524,6 +526,11 @@ class Connection implements RawConnection {
     if (this.closing) return void this.socket.end();
     if (this.upgraded) return this.handlers?.drain();
     for (const w of this.drainWaiters.splice(0)) w(true);
+    if (this.nextAfterDrain) {
+      this.nextAfterDrain = false;
+      this.resume();
+      this.process();
+    }
   }
 
   /** Closes once everything written has gone out. */
@@ -559,6 +566,13 @@ class Connection implements RawConnection {
     this.endExchange();
     if (!this.keepAlive || this.server.stopping) return this.closeSoon();
     this.setTimeout(this.server.options.idleTimeout);
+    // The next request is read only once this answer has gone out: a client that pipelines and
+    // never reads cannot make the proxy queue answers without end.
+    if (!this.writes.empty) {
+      this.nextAfterDrain = true;
+      this.pause();
+      return;
+    }
     this.resume();
     queueMicrotask(() => this.process()); // a pipelined request, after this one's callers return
   }
