@@ -141,7 +141,7 @@ export function startProxy(config: Config, credential: Credential, hooks: ProxyH
     const problem = clientHandshakeProblem(req.headers);
     if (problem) {
       logLine(400, { reason: "websocket_handshake" });
-      return { status: 400, headers: { "content-type": "text/plain" }, body: `bad WebSocket handshake: ${problem}\n` };
+      return proxyError(400, "bad_request", `the proxy cannot complete this WebSocket handshake: ${problem}`);
     }
     const cred = credential();
     if ("error" in cred) {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { responseEvents } from "../../scripts/fake-upstream";
 import { countInMemory } from "../../scripts/key-copies";
-import { IS_ROOT, KEY, ROOT, selfSignedUpstream, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, startProxy, stopAll, waitFor } from "../helpers";
+import { IS_ROOT, KEY, ROOT, selfSignedUpstream, baseEnv, dumpFiles, goodRequest, gappedStream, lacksTool, needs, onCleanup, raw, startProxy, stopAll, waitFor } from "../helpers";
 
 afterEach(stopAll);
 
@@ -331,6 +331,27 @@ describe("--websocket", () => {
     expect(reply).toStartWith("HTTP/1.1 502 ");
     expect(reply).toMatch(/SELF_SIGNED/);
     expect(proxy.stderr()).toMatch(/GET \/v1\/responses 502 .* reason=upstream_unreachable cause=\w*SELF_SIGNED\w*/);
+  });
+
+  test("a client handshake the proxy cannot complete (version 8, a short key): 400 naming why, and the upstream never hears of it", async () => {
+    const up = wsUpstream();
+    const proxy = await wsProxy(up);
+    const cases: Array<[string, string]> = [
+      ["Sec-WebSocket-Version: 8", "Sec-WebSocket-Version is not 13"],
+      ["Sec-WebSocket-Key: c2hvcnQ=", "Sec-WebSocket-Key is not 16 bytes in base64"],
+    ];
+    for (const [bad, why] of cases) {
+      const [name] = bad.split(":");
+      const head = `GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:${proxy.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        (name === "Sec-WebSocket-Version" ? "" : "Sec-WebSocket-Version: 13\r\n") +
+        (name === "Sec-WebSocket-Key" ? "" : "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n") + `${bad}\r\n\r\n`;
+      const res = await raw(proxy.port, head, 3000, (t) => t.includes("}}"));
+      expect(res.status).toBe(400);
+      expect(res.text).toContain(why);
+    }
+    await waitFor(() => (proxy.stderr().match(/reason=websocket_handshake/g) ?? []).length === 2, 5000, "two log lines");
+    expect(up.seen.headers).toHaveLength(0);
+    expect((await goodRequest(proxy)).status).not.toBe(403);
   });
 
   test("a bad 101 (wrong Sec-WebSocket-Accept): 502, never an open relay", async () => {
