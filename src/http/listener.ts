@@ -12,6 +12,7 @@
 // body before it. A body the handler did not read is read and dropped (up to DISCARD_LIMIT) or the
 // connection is closed, never parsed as a request.
 import type { Socket, TCPSocketListener } from "bun";
+import { proxyError } from "../errors";
 import { release } from "./chunk-memory";
 import { WriteQueue } from "./write-queue";
 import { ChunkedDecoder, ChunkError } from "./chunked";
@@ -207,10 +208,6 @@ export class IncomingRequest {
     const waiter = this.waiter;
     this.waiter = undefined;
     if (waiter) err ? waiter.reject(err) : waiter.resolve({ done: true });
-  }
-
-  get bodyDone(): boolean {
-    return this.finished;
   }
 }
 
@@ -629,11 +626,8 @@ class Connection implements RawConnection {
 }
 
 const goneSink: ReplySink = { write: () => false, end: () => {} };
-const internalError = (): Reply => ({
-  status: 500,
-  headers: { "content-type": "application/json" },
-  body: JSON.stringify({ error: { message: "internal proxy error", type: "proxy_error", param: null, code: "internal_error" } }),
-});
+/** A handler that threw (a bug): still JSON, still nothing of the request. */
+const internalError = (): Reply => proxyError(500, "internal_error", "internal proxy error");
 
 export class Listener {
   private listener: TCPSocketListener<undefined>;
