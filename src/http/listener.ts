@@ -17,6 +17,7 @@ import { release } from "./chunk-memory";
 import { WriteQueue } from "./write-queue";
 import { ChunkedDecoder, ChunkError } from "./chunked";
 import { HeadError, parseRequestHead, type RequestHead } from "./request-head";
+import { CONTROL } from "./syntax";
 
 /** What a handler answers. */
 export interface Reply {
@@ -80,7 +81,11 @@ const BODY_HIGH_WATER = 256 * 1024;
 const CRLF = Buffer.from("\r\n", "latin1");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+/**
+ * How an answer's head frames its body: by its length, chunked, until the connection closes
+ * (HTTP/1.0), no body at all (204, 304), or a 101 after which the bytes are the WebSocket's.
+ */
+type Framing = "length" | "chunked" | "close" | "none" | "upgrade";
 /** Framing is the listener's alone: these never come from a reply's headers. */
 const FRAMING = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "date"]);
 const REASONS: Record<number, string> = {
@@ -408,7 +413,7 @@ class Connection implements RawConnection {
     this.buf = undefined;
     const reply = this.server.options.refusal(error, this.remote);
     const headers = reply.headers instanceof Headers ? reply.headers : new Headers(reply.headers);
-    this.writeHead(reply.status, headers, reply.body ?? undefined, false);
+    this.writeHead(reply.status, headers, "length", reply.body ?? undefined);
     this.closeSoon();
   }
 
@@ -421,11 +426,10 @@ class Connection implements RawConnection {
     const headers = reply.headers instanceof Headers ? reply.headers : new Headers(reply.headers);
     const { status } = reply;
     if (reply.upgrade) {
-      this.writeHead(101, headers, undefined, true, 1);
+      this.writeHead(101, headers, "upgrade");
       this.upgraded = true;
       this.answered = true;
-      this.req = undefined;
-      this.server.exchanges--;
+      this.endExchange();
       this.setTimeout(0);
       reply.upgrade(this);
       const early = this.buf;
@@ -440,30 +444,27 @@ class Connection implements RawConnection {
     if (reply.stream && !noBody) {
       const chunked = minor === 1;
       if (!chunked) this.keepAlive = false; // HTTP/1.0: the body ends with the connection
-      this.writeHead(status, headers, undefined, false, chunked ? -1 : -2, reply.statusText);
+      this.writeHead(status, headers, chunked ? "chunked" : "close", undefined, reply.statusText);
       reply.stream(this.sink(req, chunked));
       return;
     }
     reply.stream?.(goneSink);
-    this.writeHead(status, headers, noBody ? undefined : (reply.body ?? undefined), false, noBody ? -3 : undefined, reply.statusText);
+    this.writeHead(status, headers, noBody ? "none" : "length", noBody ? undefined : (reply.body ?? undefined), reply.statusText);
     this.answerEnded(req);
   }
 
-  /**
-   * The status line and headers, then `body` if given. `length`: a Content-Length to state
-   * (undefined: the body's), -1 chunked, -2 none (until close), -3 no body at all.
-   */
-  private writeHead(status: number, headers: Headers, body: Uint8Array | string | undefined, upgrade: boolean, length?: number, statusText?: string) {
+  /** The status line and headers, framed as `framing` says, then `body` if given. */
+  private writeHead(status: number, headers: Headers, framing: Framing, body?: Uint8Array | string, statusText?: string) {
     const bytes = typeof body === "string" ? Buffer.from(body) : body;
     // The upstream's reason phrase is passed on only when it is plain text (no control bytes).
     const reason = statusText && !CONTROL.test(statusText) ? statusText : (REASONS[status] ?? "");
     let head = `HTTP/1.1 ${status} ${reason}\r\n`;
     for (const [name, value] of headers) if (!FRAMING.has(name)) head += `${name}: ${value}\r\n`;
     head += `date: ${httpDate()}\r\n`;
-    if (upgrade) head += "connection: Upgrade\r\n";
+    if (framing === "upgrade") head += "connection: Upgrade\r\n";
     else {
-      if (length === -1) head += "transfer-encoding: chunked\r\n";
-      else if (length !== -2 && length !== -3) head += `content-length: ${length ?? bytes?.byteLength ?? 0}\r\n`;
+      if (framing === "chunked") head += "transfer-encoding: chunked\r\n";
+      else if (framing === "length") head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
       if (!this.keepAlive || this.server.stopping) head += "connection: close\r\n";
       else if (this.head?.minor === 0) head += "connection: keep-alive\r\n";
     }

@@ -6,6 +6,8 @@
 // Content-Length digits only, and all copies equal; Transfer-Encoding exactly `chunked`, never
 // beside Content-Length, never in HTTP/1.0; HTTP/1.1 has exactly one Host.
 
+import { CONTROL, TOKEN } from "./syntax";
+
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
 
 export interface RequestHead {
@@ -33,9 +35,6 @@ export class HeadError extends Error {
   }
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** A field value may hold any byte but the controls (HTAB aside) and DEL. */
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
 const DIGITS = /^\d{1,15}$/;
 /** Empty lines a client may send before a request line (RFC 9112 §2.2): a few are skipped. */
@@ -95,7 +94,7 @@ function parseHead(buf: Buffer, maxBytes: number): { head: RequestHead; end: num
     const name = colon > 0 ? field.slice(0, colon) : "";
     if (!TOKEN.test(name)) throw new HeadError(400, "malformed header field");
     const value = field.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (BAD_VALUE.test(value)) throw new HeadError(400, "control character in a header value");
+    if (CONTROL.test(value)) throw new HeadError(400, "control character in a header value");
     const lower = name.toLowerCase();
     if (lower === "content-length") lengths.push(...value.split(",").map((v) => v.trim()));
     else if (lower === "transfer-encoding") codings.push(...tokens(value));

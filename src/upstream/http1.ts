@@ -14,6 +14,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { relayed, release } from "../http/chunk-memory";
+import { CONTROL, TOKEN } from "../http/syntax";
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
 export interface BodyReader {
@@ -553,8 +554,6 @@ class Connection {
   }
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 function bad(code: string, message: string): UpstreamError {
   return new UpstreamError(code, message);

@@ -2,6 +2,7 @@
 // Frames from the client must be masked and are parsed as strictly as the upstream's
 // (frames.ts); frames to it are not masked. Pings are answered here (per hop).
 import type { RawConnection } from "../http/listener";
+import { LISTS_UPGRADE } from "../http/syntax";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
 
 const CLOSE_GRACE_MS = 2000;
@@ -17,19 +18,18 @@ export interface DownstreamHandlers {
 
 /** Why a client's opening handshake (RFC 6455 §4.2.1) cannot be completed; undefined when it can. */
 export function clientHandshakeProblem(headers: Headers): string | undefined {
-  if (!/(^|,)\s*upgrade\s*(,|$)/i.test(headers.get("connection") ?? "")) return "no Connection: upgrade";
+  if (!LISTS_UPGRADE.test(headers.get("connection") ?? "")) return "no Connection: upgrade";
   if (headers.get("sec-websocket-version") !== "13") return "Sec-WebSocket-Version is not 13";
   const key = headers.get("sec-websocket-key") ?? "";
   if (!/^[A-Za-z0-9+/]{22}==$/.test(key)) return "Sec-WebSocket-Key is not 16 bytes in base64";
   return undefined;
 }
 
-/** The client's 101: upgrade, its accept, and the upstream's own headers (websocketDownstreamHeaders). */
+/** The client's 101: the upstream's own headers (websocketDownstreamHeaders' copy, completed here), upgrade and its accept. */
 export function clientHandshakeHeaders(clientHeaders: Headers, upstream: Headers): Headers {
-  const out = new Headers(upstream);
-  out.set("upgrade", "websocket");
-  out.set("sec-websocket-accept", acceptFor(clientHeaders.get("sec-websocket-key")!));
-  return out;
+  upstream.set("upgrade", "websocket");
+  upstream.set("sec-websocket-accept", acceptFor(clientHeaders.get("sec-websocket-key")!));
+  return upstream;
 }
 
 export class DownstreamWebSocket {

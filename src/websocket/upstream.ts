@@ -4,6 +4,7 @@
 // the client its status and body — Bun's WebSocket client reports neither.
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
+import { LISTS_UPGRADE } from "../http/syntax";
 import { MAX_RESPONSE_HEAD, UpstreamError } from "../upstream/http1";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
 import { WriteQueue } from "../http/write-queue";
@@ -212,7 +213,7 @@ export class UpstreamWebSocket {
 
   private checkUpgrade(headers: Headers): string | undefined {
     if (headers.get("upgrade")?.toLowerCase() !== "websocket") return "101 without Upgrade: websocket";
-    if (!/(^|,)\s*upgrade\s*(,|$)/i.test(headers.get("connection") ?? "")) return "101 without Connection: upgrade";
+    if (!LISTS_UPGRADE.test(headers.get("connection") ?? "")) return "101 without Connection: upgrade";
     if (headers.get("sec-websocket-accept") !== acceptFor(this.key)) return "wrong Sec-WebSocket-Accept";
     if (headers.has("sec-websocket-extensions")) return "an extension the proxy did not offer";
     const protocol = headers.get("sec-websocket-protocol");
