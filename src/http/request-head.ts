@@ -52,9 +52,10 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): { head: Request
   } catch (err) {
     // For the log: which request was refused, when its first line can tell.
     if (err instanceof HeadError) {
-      const eol = buf.indexOf("\r\n", 0, "latin1");
+      const start = afterEmptyLines(buf);
+      const eol = buf.indexOf("\r\n", start, "latin1");
       try {
-        if (eol >= 0) err.line = requestLine(buf.toString("latin1", 0, eol).replace(/^(\r\n)+/, ""));
+        if (eol >= 0) err.line = requestLine(buf.toString("latin1", start, eol));
       } catch {
         // a request line that is itself malformed: nothing to name
       }
@@ -63,9 +64,15 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): { head: Request
   }
 }
 
-function parseHead(buf: Buffer, maxBytes: number): { head: RequestHead; end: number } | undefined {
+/** Where the request line starts: after the empty lines a client may send first. */
+function afterEmptyLines(buf: Buffer): number {
   let start = 0;
   for (let i = 0; i < MAX_LEADING_EMPTY && buf[start] === 0x0d && buf[start + 1] === 0x0a; i++) start += 2;
+  return start;
+}
+
+function parseHead(buf: Buffer, maxBytes: number): { head: RequestHead; end: number } | undefined {
+  const start = afterEmptyLines(buf);
   const blank = buf.indexOf("\r\n\r\n", start, "latin1");
   if (blank < 0) {
     if (buf.byteLength - start > maxBytes) throw new HeadError(431, "request head too large");

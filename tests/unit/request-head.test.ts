@@ -76,6 +76,17 @@ describe("request heads", () => {
   ];
   for (const [what, text, code] of refused) test(`refused: ${what} (${code})`, () => expect(status(text)).toBe(code));
 
+  test("a refused head names its request line for the log, also after leading empty lines", () => {
+    for (const text of [`POST /v1/responses HTTP/1.1\r\n\r\n`, `\r\n\r\nPOST /v1/responses HTTP/1.1\r\n\r\n`]) {
+      try {
+        parse(text);
+        throw new Error("parsed");
+      } catch (err) {
+        expect((err as HeadError).line).toMatchObject({ method: "POST", target: "/v1/responses" });
+      }
+    }
+  });
+
   test("a TLS handshake (or any binary) is refused at its first byte, without waiting for a blank line", () => {
     expect(status("\x16\x03\x01\x02\x00\x01\x00")).toBe(400);
   });
