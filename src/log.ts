@@ -60,8 +60,22 @@ export interface StopRecord {
 
 export const NAME = "responses-api-proxy";
 
+/**
+ * stderr through Bun's own file sink, made on the first line. Not `process.stderr`: its first use
+ * loads Node's whole stream library, measured at about 2 ms of every start-up (issue 20). Like
+ * `process.stderr` on a pipe, a line that cannot be written at once waits in memory, in order:
+ * a log reader that stalls never stalls the proxy. A write that fails (stderr closed, its reader
+ * gone) is dropped: the log is never a reason to stop serving.
+ */
+let sink: import("bun").FileSink | undefined;
 export function stderrLine(line: string): void {
-  process.stderr.write(`${line}\n`);
+  try {
+    sink ??= Bun.stderr.writer();
+    sink.write(`${line}\n`);
+    void Promise.resolve(sink.flush()).catch(() => {});
+  } catch {
+    // nowhere to write: see above
+  }
 }
 
 const isFailure = (r: RequestRecord) => r.status >= 400 || (r.outcome !== undefined && r.outcome !== "complete");

@@ -1,7 +1,6 @@
 // Start-up after hardening, in the SPEC's order: command line, environment, key, listener,
 // server info, "listening" line. Every failure is one line on stderr and a documented exit code.
 import { existsSync, readFileSync } from "node:fs";
-import { isatty } from "node:tty";
 import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./security/api-key";
 import { AuthorizationLine } from "./security/authorization";
 import { type Config, concurrencyForOpenFiles, isInsecureUpstream, parseArgs, RESERVED_FILES, UsageError, USAGE, VERSION } from "./cli";
@@ -117,7 +116,8 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
 
   // 3. The key (or, with --github-oidc, the runner's request token): stdin only, never a terminal.
-  if (isatty(0)) fail(MESSAGES.terminal, 1);
+  const terminal = hardening.stdinIsTerminal ?? (() => (require("node:tty") as typeof import("node:tty")).isatty(0));
+  if (terminal()) fail(MESSAGES.terminal, 1);
   // A silent stdin is most often a forgotten pipe: say so once, and keep waiting.
   if (hardening.stdinReady && !hardening.stdinReady(KEY_NOTICE_MS)) {
     log.info(config.oidc ? "waiting for the GitHub OIDC request token on standard input (it keeps waiting)" : MESSAGES.waiting);

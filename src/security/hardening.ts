@@ -69,6 +69,7 @@ function openLibc(platform: Platform) {
     memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
     strlen: { args: [FFIType.ptr], returns: FFIType.u64 },
     poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+    isatty: { args: [FFIType.i32], returns: FFIType.i32 },
     [errnoSymbol]: { args: [], returns: FFIType.ptr },
     ...(platform === "linux"
       ? {
@@ -114,6 +115,11 @@ export interface HardeningReport {
    * start-up when to say that the proxy is waiting for it. Absent where there is no C library.
    */
   stdinReady?(ms: number): boolean;
+  /**
+   * Is fd 0 a terminal (isatty(3) from the same handle)? Not node:tty, whose import loads Node's
+   * stream library: about 2 ms of every start-up (issue 20). Absent where there is no C library.
+   */
+  stdinIsTerminal?(): boolean;
   /** The open-file limit in force after raising it (undefined where it could not be read). */
   openFiles?: number;
 }
@@ -187,7 +193,15 @@ function applyHardening(): HardeningReport {
   for (const name of loaderVariables(process.env, platform)) delete process.env[name];
 
   if (inheritedKey) scrubInheritedKey(fn);
-  return { applied, warnings, inheritedKey, loaderAtLaunch, stdinReady: (ms) => stdinReady(fn, ms), openFiles };
+  return {
+    applied,
+    warnings,
+    inheritedKey,
+    loaderAtLaunch,
+    stdinReady: (ms) => stdinReady(fn, ms),
+    stdinIsTerminal: () => fn.isatty!(0) === 1,
+    openFiles,
+  };
 }
 
 /**

@@ -2,13 +2,13 @@
 // upstream failure), the upstream's x-request-id is logged and dumped, start-up and shutdown
 // lines say what is running and what stopping cut, --log-format json, --quiet, key intake notices.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../../src/cli";
 import {
-  KEY, dumpFiles, gappedStream, goodRequest, httpRequest, IS_ROOT, lacksTool, needs, onCleanup, raw, selfSignedUpstream, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
+  BIN, KEY, dumpFiles, gappedStream, goodRequest, httpRequest, IS_ROOT, lacksTool, needs, onCleanup, raw, selfSignedUpstream, spawnProxy, startProxy, startUpstream, stopAll, waitFor,
   type RunningProxy,
 } from "../helpers";
 
@@ -212,4 +212,68 @@ test("key intake: after about two seconds of silence on stdin one line says the 
   // A key already waiting on stdin: no such line.
   const quick = await startProxy({ args: ["--upstream-url", up.url] });
   expect(quick.stderr()).not.toContain("waiting");
+});
+
+describe("a log nobody reads never stops the proxy", () => {
+  // stderr is the proxy's own file sink (log.ts): these hold it to what process.stderr did.
+  const LINES = 1500; // about 150 KiB of log, more than a pipe holds (64 KiB)
+
+  /** Starts the binary through bash with stderr redirected by `redirect`; returns its port. */
+  async function startWithStderr(redirect: string, dir: string) {
+    const info = join(dir, "info.json");
+    const up = await startUpstream();
+    const p = spawnProxy({
+      cmd: ["bash", "-c", `exec "$0" "$@" ${redirect}`, BIN, "--upstream-url", up.url, "--server-info", info],
+    });
+    onCleanup(() => p.kill());
+    await waitFor(() => existsSync(info) && readFileSync(info, "utf8").endsWith("\n"), 10_000, "server info");
+    const port = (JSON.parse(readFileSync(info, "utf8")) as { port: number }).port;
+    return { ...p, port, base: `http://127.0.0.1:${port}` };
+  }
+
+  /** LINES refused requests (each logged, even with --quiet), then one forwarded: all answered. */
+  async function allAnswered(proxy: RunningProxy) {
+    for (let i = 0; i < LINES; i++) expect((await fetch(`${proxy.base}/v1/responses`)).status).toBe(403);
+    expect((await goodRequest(proxy)).status).toBe(200);
+  }
+
+  test("stderr closed: every request is still answered", async () => {
+    await allAnswered(await startWithStderr("2>&-", mkdtempSync(join(tmpdir(), "rap-log-"))));
+  });
+
+  test("stderr a pipe whose reader has gone: every request is still answered", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rap-log-"));
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const proxy = await startWithStderr(`2>${fifo}`, dir);
+    closeSync(reader); // from here every write to stderr fails with EPIPE
+    await allAnswered(proxy);
+  });
+
+  test("stderr a pipe nobody reads for now: requests are answered, and the lines arrive whole and in order later", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rap-log-"));
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    onCleanup(() => closeSync(reader));
+    await allAnswered(await startWithStderr(`2>${fifo}`, dir)); // the pipe filled up long before this ends
+    let log = "";
+    const buf = Buffer.alloc(1 << 16);
+    const count = () => log.split("\n").length - 1;
+    await waitFor(() => {
+      try {
+        for (let n; (n = readSync(reader, buf)) > 0; ) log += buf.toString("latin1", 0, n);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      }
+      return count() >= LINES + 2;
+    }, 10_000, "every log line");
+    const lines = log.trimEnd().split("\n");
+    expect(lines[0]).toContain("listening on 127.0.0.1:");
+    expect(lines.slice(1, LINES + 1).every((l) => / GET \/v1\/responses 403 .* reason=method$/.test(l))).toBe(true);
+    expect(lines[LINES + 1]).toMatch(/ POST \/v1\/responses 200 /);
+    const times = lines.map((l) => l.slice(0, 24)).slice(1);
+    expect(times).toEqual([...times].sort());
+  });
 });
