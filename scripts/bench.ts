@@ -8,7 +8,8 @@
 // within each figure, so drift hits them alike; the table gives each figure and its ratios.
 // Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1, 2 and 7, and
 // openssl for figures 7 and 9 (an https upstream). Figure 8 (WebSocket sessions) runs direct and
-// this proxy only; figure 9 (streams at scale) direct, this proxy and the floor, whatever --peer.
+// this proxy only; figure 9 (streams at scale) direct, this proxy and the floor, and the peer when
+// there is one (to compare two builds of this proxy: --peer "<old binary> --quiet --max-concurrent 65535").
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -604,7 +605,7 @@ try {
       for (const n of steps) {
         say(`figure 9: ${n} streams over an https upstream, ${events} events each, 20 ms apart`);
         const result: Partial<Record<Kind, { p50: number; p99: number; cpuUs?: number; behind: number; upstreamPct: number }>> = {};
-        for (const k of ["direct", "proxy", "floor"] as const) {
+        for (const k of ["direct", "proxy", "floor", ...(opts.peer ? ["peer"] : [])] as Kind[]) {
           const t = await startTarget(k, tlsUpstream, ["--max-concurrent", "65535"], { NODE_EXTRA_CA_CERTS: tls9.cert });
           const before = t.pid ? cpuSeconds(t.pid) : 0;
           const upBefore = cpuSeconds(tlsUpstream.pid);
@@ -693,6 +694,16 @@ if (scale.length) {
     const [d, p, f] = [r.direct!, r.proxy!, r.floor!];
     console.log(`| ${n} | ${n * 50} | ${us(d.p50)} / ${us(d.p99)} | ${us(p.p50)} / ${us(p.p99)} | ${us(f.p50)} / ${us(f.p99)} | ${us(p.p99 - d.p99)} / ${us(f.p99 - d.p99)} | ${us(p.cpuUs)} / ${us(f.cpuUs)} | ${d.behind} / ${p.behind} / ${f.behind} | ${us(p.upstreamPct)} |`);
   }
-  const saturation = (k: "proxy" | "floor") => scale.find(({ result: r }) => r[k]!.p99 - r.direct!.p99 > 10_000)?.n;
-  console.log(`\nsaturation (p99 added > 10 ms): proxy at N = ${saturation("proxy") ?? `> ${scale.at(-1)!.n}`}, floor at N = ${saturation("floor") ?? `> ${scale.at(-1)!.n}`}`);
+  if (opts.peer) {
+    console.log(`\nThe peer (${opts.peer}) in the same run:\n`);
+    console.log("| N | peer p50 / p99 µs | added p99 µs | CPU per event: peer µs (proxy / peer) | behind |");
+    console.log("|---|---|---|---|---|");
+    for (const { n, result: r } of scale) {
+      const [d, p, q] = [r.direct!, r.proxy!, r.peer!];
+      console.log(`| ${n} | ${us(q.p50)} / ${us(q.p99)} | ${us(q.p99 - d.p99)} | ${us(q.cpuUs)} (${((p.cpuUs ?? Number.NaN) / (q.cpuUs ?? Number.NaN)).toFixed(2)}×) | ${q.behind} |`);
+    }
+  }
+  const saturation = (k: "proxy" | "floor" | "peer") => scale.find(({ result: r }) => r[k]!.p99 - r.direct!.p99 > 10_000)?.n;
+  const at = (k: "proxy" | "floor" | "peer") => `${k} at N = ${saturation(k) ?? `> ${scale.at(-1)!.n}`}`;
+  console.log(`\nsaturation (p99 added > 10 ms): ${at("proxy")}, ${at("floor")}${opts.peer ? `, ${at("peer")}` : ""}`);
 }

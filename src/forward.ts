@@ -282,16 +282,27 @@ export async function forward(req: IncomingRequest, opts: ForwardOptions, owner:
     };
     if (req.signal.aborted) return gone();
     req.signal.addEventListener("abort", gone);
+    const sent = (written: boolean | Promise<boolean>) => {
+      if (written === true) return undefined;
+      if (written === false) return void gone();
+      return written.then((ok) => void (ok || gone()));
+    };
     source.pipe({
       write(chunk) {
         if (chunk.byteLength === 0) return undefined;
         bytesOut += chunk.byteLength;
         tap.responseChunk?.(chunk);
-        const written = sink.write(chunk);
-        if (written === true) return undefined;
-        if (written === false) return void gone();
-        return written.then((ok) => void (ok || gone()));
+        return sent(sink.write(chunk));
       },
+      // The upstream's own chunk framing, when the client's answer is chunked too: but never when a
+      // tap (the dump) wants the body's bytes alone.
+      writeFramed:
+        sink.writeFramed && !tap.responseChunk
+          ? (raw, dataBytes) => {
+              bytesOut += dataBytes;
+              return sent(sink.writeFramed!(raw));
+            }
+          : undefined,
       end(err) {
         req.signal.removeEventListener("abort", gone);
         if (err === undefined) finish("complete");

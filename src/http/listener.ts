@@ -39,6 +39,11 @@ export interface ReplySink {
    * settles; false (or a promise of false): the client is gone.
    */
   write(chunk: Uint8Array): boolean | Promise<boolean>;
+  /**
+   * Only on a chunked answer: bytes already in chunked framing (whole or partial chunks, never the
+   * last one), written as they are. The caller vouches for the framing (upstream/response-body.ts).
+   */
+  writeFramed?(raw: Uint8Array): boolean | Promise<boolean>;
   /** The body is complete; with an error it was cut, and the client sees the connection cut. */
   end(err?: unknown): void;
 }
@@ -475,9 +480,11 @@ class Connection implements RawConnection {
 
   private sink(req: IncomingRequest, chunked: boolean): ReplySink {
     let done = false;
+    const open = () => !done && !this.closed && this.req === req;
     return {
+      writeFramed: chunked ? (raw) => open() && this.writeOrWait(raw, false) : undefined,
       write: (chunk) => {
-        if (done || this.closed || this.req !== req) return false;
+        if (!open()) return false;
         if (!chunked) return this.writeOrWait(chunk, false);
         const size = chunk.byteLength.toString(16);
         const framed = Buffer.allocUnsafe(size.length + 4 + chunk.byteLength);

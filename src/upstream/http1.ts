@@ -15,6 +15,10 @@ import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { relayed, release } from "../http/chunk-memory";
 import { CONTROL, TOKEN } from "../http/syntax";
+import { ResponseBody, type BodyOut } from "./response-body";
+import { bad, UpstreamError } from "./upstream-error";
+
+export { UpstreamError };
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
 export interface BodyReader {
@@ -66,6 +70,12 @@ export interface BodySink {
    * until it settles.
    */
   write(chunk: Uint8Array): Promise<unknown> | undefined;
+  /**
+   * Offered only when the client's answer is chunked: bytes already in chunked framing, validated
+   * by response-body.ts (whole or partial chunks, never the last one), to write as they are;
+   * `dataBytes` of them are body. The same contract as write otherwise.
+   */
+  writeFramed?(raw: Uint8Array, dataBytes: number): Promise<unknown> | undefined;
   /** Called once: the body is complete (no error) or was cut (the upstream failed, or aborted). */
   end(err?: unknown): void;
 }
@@ -79,8 +89,6 @@ export function isStreamed(body: UpstreamRequest["body"]): body is BodyReader {
 
 /** An upstream that answers with a head larger than this is broken (or hostile). */
 export const MAX_RESPONSE_HEAD = 1 << 20;
-/** A chunk-size or trailer line longer than this is malformed. */
-const MAX_LINE = 8 * 1024;
 /** Idle pooled sockets are closed after this long, well before a server is likely to drop them. */
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
@@ -92,27 +100,11 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const MIN_STATUS = 200;
 const MAX_STATUS = 599;
 
-/** Network-level failure with a short code for the 502 message (never a header or a body). */
-export class UpstreamError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    /** A reused socket closed before any answer byte: the request was not processed. */
-    readonly stale = false,
-  ) {
-    super(message);
-  }
-}
 
 const enum Phase {
   Connecting,
   Head,
-  Length, // `remaining` bytes of body left
-  ChunkSize,
-  ChunkData, // `remaining` bytes of this chunk left
-  ChunkEnd, // the CRLF after a chunk's data
-  Trailer,
-  UntilClose, // no framing: the body ends when the upstream closes
+  Body, // framed by `body` (response-body.ts)
   Done,
 }
 
@@ -144,8 +136,14 @@ class Connection {
   closed = false;
   exchange?: Exchange;
   private head?: Buffer;
-  private line = "";
-  private remaining = 0;
+  private body?: ResponseBody;
+  /** Where the response body's bytes go: to the exchange's sink, or kept until it is attached. */
+  private readonly out: BodyOut = {
+    data: (bytes) => this.deliver(bytes),
+    framed: (raw, dataBytes) => this.deliverFramed(raw, dataBytes),
+    passThrough: () => this.exchange?.sink?.writeFramed !== undefined,
+    end: (extra) => this.complete(extra),
+  };
   private backlog?: Uint8Array;
   private drained?: { resolve(): void; reject(err: unknown): void };
   private ready?: { resolve(c: Connection): void; reject(err: unknown): void };
@@ -296,7 +294,7 @@ class Connection {
         this.head = undefined;
         this.parseHead(buf, ex);
       } else {
-        this.body(chunk, 0);
+        this.body!.feed(chunk);
         kept = ex.early !== undefined;
       }
     } catch (err) {
@@ -365,9 +363,10 @@ class Connection {
         this.finish(ex);
         return;
       }
+      let framing: number | "chunked" | "close";
       if (framedByEncoding) {
         if (length >= 0) this.keepAlive = false; // both given: chunked wins (RFC 9112 §6.3), never reuse
-        this.phase = chunked ? Phase.ChunkSize : Phase.UntilClose;
+        framing = chunked ? "chunked" : "close";
         if (!chunked) this.keepAlive = false;
       } else if (length >= 0) {
         // The whole body came with the head (a small JSON answer): hand over bytes, no stream.
@@ -378,66 +377,17 @@ class Connection {
           this.finish(ex);
           return;
         }
-        this.phase = Phase.Length;
-        this.remaining = length;
+        framing = length;
       } else {
-        this.phase = Phase.UntilClose;
+        framing = "close";
         this.keepAlive = false;
       }
+      this.phase = Phase.Body;
+      this.body = new ResponseBody(framing, this.out);
       const body: UpstreamBody = { pipe: (sink) => void this.attach(ex, sink), cancel: () => this.cancel(ex) };
       ex.resolve({ status: code, statusText, headers, body });
-      if (start < buf.byteLength) this.body(buf, start);
+      if (start < buf.byteLength) this.body.feed(buf, start);
       return;
-    }
-  }
-
-  /** Feeds response body bytes from `buf[i..]` through the framing in force. */
-  private body(buf: Buffer, i: number) {
-    while (i < buf.byteLength) {
-      switch (this.phase) {
-        case Phase.Length:
-        case Phase.ChunkData: {
-          const n = Math.min(this.remaining, buf.byteLength - i);
-          this.deliver(buf.subarray(i, i + n));
-          i += n;
-          this.remaining -= n;
-          if (this.remaining === 0) {
-            if (this.phase === Phase.Length) return this.complete(i < buf.byteLength);
-            this.phase = Phase.ChunkEnd;
-          }
-          break;
-        }
-        case Phase.UntilClose:
-          this.deliver(i === 0 ? buf : buf.subarray(i));
-          return;
-        case Phase.ChunkSize:
-        case Phase.ChunkEnd:
-        case Phase.Trailer: {
-          const nl = buf.indexOf(10, i);
-          this.line += buf.toString("latin1", i, nl < 0 ? buf.byteLength : nl);
-          if (this.line.length > MAX_LINE) throw bad("UPSTREAM_BAD_RESPONSE", "malformed chunked upstream body");
-          if (nl < 0) return;
-          i = nl + 1;
-          const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line;
-          this.line = "";
-          if (this.phase === Phase.ChunkEnd) {
-            if (line !== "") throw bad("UPSTREAM_BAD_RESPONSE", "malformed chunked upstream body");
-            this.phase = Phase.ChunkSize;
-          } else if (this.phase === Phase.Trailer) {
-            if (line === "") return this.complete(i < buf.byteLength); // trailers are dropped
-          } else {
-            const size = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line);
-            if (!size) throw bad("UPSTREAM_BAD_RESPONSE", "malformed chunked upstream body");
-            this.remaining = parseInt(size[1]!, 16);
-            this.phase = this.remaining === 0 ? Phase.Trailer : Phase.ChunkData;
-          }
-          break;
-        }
-        default:
-          // Bytes after the response ended: never reuse this socket.
-          this.keepAlive = false;
-          return;
-      }
     }
   }
 
@@ -450,14 +400,25 @@ class Connection {
       return;
     }
     const slow = ex.sink.write(bytes);
-    // A slow client: stop reading the upstream (TCP backpressure) until its socket drains.
-    if (slow) {
-      this.socket!.pause();
-      slow.then(
-        () => this.exchange === ex && this.socket!.resume(),
-        () => {},
-      );
-    }
+    if (slow) this.pauseUntil(slow);
+  }
+
+  /** A slow client: stop reading the upstream (TCP backpressure) until its socket drains. */
+  private pauseUntil(slow: Promise<unknown>) {
+    const ex = this.exchange;
+    this.socket!.pause();
+    slow.then(
+      () => this.exchange === ex && this.socket!.resume(),
+      () => {},
+    );
+  }
+
+  /** Chunks in the upstream's own framing: only ever asked for by a sink that takes them. */
+  private deliverFramed(raw: Uint8Array, dataBytes: number) {
+    const sink = this.exchange?.sink;
+    if (!sink?.writeFramed) return; // cancelled meanwhile: nobody to send it to
+    const slow = sink.writeFramed(raw, dataBytes);
+    if (slow) this.pauseUntil(slow);
   }
 
   /** Connects the body to its sink: first what arrived early, then the socket directly. */
@@ -491,6 +452,7 @@ class Connection {
   private complete(extra: boolean) {
     if (extra) this.keepAlive = false;
     this.phase = Phase.Done;
+    this.body = undefined;
     const ex = this.exchange!;
     this.ended(ex);
     this.finish(ex);
@@ -529,7 +491,7 @@ class Connection {
   closedByPeer(err?: Error) {
     if (this.ready) return this.connectFailed(err ?? new UpstreamError("UPSTREAM_CLOSED", "upstream closed the connection"));
     const ex = this.exchange;
-    if (ex && this.phase === Phase.UntilClose) {
+    if (ex && this.phase === Phase.Body && this.body!.untilClose) {
       this.phase = Phase.Done; // a body without framing ends here
       this.ended(ex);
       this.finish(ex);
@@ -554,10 +516,6 @@ class Connection {
   }
 }
 
-
-function bad(code: string, message: string): UpstreamError {
-  return new UpstreamError(code, message);
-}
 
 const HANDLERS: SocketHandler<Connection> = {
   open(socket) {

@@ -322,6 +322,38 @@ describe("response", () => {
     console.log(`SSE per-event delay upstream write → client read: p50 ${delays[count >> 1]!.toFixed(2)} ms, max ${delays.at(-1)!.toFixed(2)} ms`);
   });
 
+  test("the client's chunk framing: canonical chunks as the upstream framed them, anything else framed anew; trailers dropped", async () => {
+    const a = sseEvent("response.output_text.delta", { delta: "a" });
+    const b = sseEvent("response.output_text.delta", { delta: "b" });
+    const c = sseEvent("response.completed", {});
+    const hex = (s: string) => s.length.toString(16);
+    const pieces = [
+      `0${hex(a).toUpperCase()}\r\n${a}\r\n`, // canonical (a leading zero, upper case): passes through as it is
+      `00${hex(b).toUpperCase()};ext=secret-ext\r\n${b}\r\n`, // an extension: decoded, framed anew
+      `${hex(c)}\r\n${c.slice(0, 10)}`, // canonical, its data split over two reads …
+      `${c.slice(10)}\n`, // … and its end a bare LF: the client still gets CRLF
+      "0\r\nX-Trailer: secret-trailer\r\n\r\n",
+    ];
+    const up = await rawSseUpstream(async (sock) => {
+      for (const piece of pieces) {
+        sock.write(piece);
+        await Bun.sleep(30); // each its own read
+      }
+      sock.end(); // one answer per connection: the next request gets a connection of its own
+    });
+    const proxy = await startProxy({ args: ["--upstream-url", up.url] });
+    const res = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Type": "application/json" }, SAMPLE_BODY), 5000, (t) => t.endsWith("\r\n0\r\n\r\n"));
+    const body = res.text.slice(res.text.indexOf("\r\n\r\n") + 4);
+    expect(body).toBe(`0${hex(a).toUpperCase()}\r\n${a}\r\n${hex(b)}\r\n${b}\r\n${hex(c)}\r\n${c.slice(0, 10)}${c.slice(10)}\r\n0\r\n\r\n`);
+    expect(body).not.toContain("secret");
+    // The log counts body bytes, not framing.
+    await waitFor(() => / 200 .* out=\d+B/.test(proxy.stderr()), 5000, "the request's log line");
+    expect(proxy.stderr()).toContain(`out=${a.length + b.length + c.length}B`);
+    // HTTP/1.0: no framing at all, the body until the connection closes.
+    const old = await raw(proxy.port, httpRequest("POST", "/v1/responses", { "Content-Type": "application/json" }, SAMPLE_BODY).replace("HTTP/1.1", "HTTP/1.0"), 5000);
+    expect(old.text.slice(old.text.indexOf("\r\n\r\n") + 4)).toBe(`${a}${b}${c}`);
+  });
+
   test("compressed bodies pass through byte for byte with Content-Encoding", async () => {
     const plain = sseEvent("response.completed", { text: "x".repeat(5000) });
     const gz = gzipSync(plain);
