@@ -9,7 +9,8 @@
 // - TLS verifies the certificate chain and the host name (Bun's defaults; NODE_EXTRA_CA_CERTS is
 //   honoured). Do not pass `rejectUnauthorized` or a `checkServerIdentity` here: the key is sent on
 //   this socket;
-// - nothing here times out an exchange: a reasoning model may be quiet for minutes.
+// - nothing here times out an exchange: a reasoning model may be quiet for minutes;
+// - where a response body ends, and what of it passes through as it is, is response-body.ts's.
 // With an HTTP(S) proxy configured, `transport.ts` uses fetch instead (Bun implements the proxy).
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
@@ -99,7 +100,6 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 /** Statuses the fetch Response constructor accepts; anything else from an upstream is broken. */
 const MIN_STATUS = 200;
 const MAX_STATUS = 599;
-
 
 const enum Phase {
   Connecting,
