@@ -19,8 +19,6 @@ import { CONTROL, TOKEN } from "../http/syntax";
 import { ResponseBody, type BodyOut } from "./response-body";
 import { bad, UpstreamError } from "./upstream-error";
 
-export { UpstreamError };
-
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
 export interface BodyReader {
   read(): Promise<{ done: boolean; value?: Uint8Array }>;

@@ -5,7 +5,8 @@
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { LISTS_UPGRADE } from "../http/syntax";
-import { MAX_RESPONSE_HEAD, UpstreamError } from "../upstream/http1";
+import { MAX_RESPONSE_HEAD } from "../upstream/http1";
+import { UpstreamError } from "../upstream/upstream-error";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
 import { WriteQueue } from "../http/write-queue";
 
