@@ -1,4 +1,4 @@
-// `npm run bench [-- --peer "<command prefix>"] [--quick]`
+// `npm run bench [-- --peer "<command prefix>"] [--quick] [--only 3,6] [--streams 300,700]`
 //
 // Measures, in one run and on loopback only: direct (the client talks to the fake upstream
 // itself: the limit), this proxy, and optionally a second proxy given as a command prefix that
@@ -23,6 +23,7 @@ const { values: opts } = parseArgs({
     quick: { type: "boolean", default: false },
     only: { type: "string" }, // e.g. "3,6": run only these figures
     bin: { type: "string", default: "dist/responses-api-proxy" },
+    streams: { type: "string" }, // e.g. "300,700": figure 9 at these N only (two builds side by side)
   },
 });
 const QUICK = opts.quick!;
@@ -177,7 +178,7 @@ function medianOver(rounds: WrkRounds, f: (w: WrkResult) => number | undefined):
 
 /** Non-2xx answers over all rounds of all targets. */
 function non2xx(...all: WrkRounds[]): number {
-  return all.flatMap((rounds) => Object.values(rounds).flat()).reduce((n, w) => n + w!.errors, 0);
+  return all.flatMap((rounds) => Object.values(rounds).flat()).reduce((n, w) => n + (w?.errors ?? 0), 0);
 }
 
 function toUs(value: string, unit: string): number {
@@ -600,7 +601,12 @@ try {
   if (tls9) {
     // Finer steps where proxies saturate on this machine (500-1,000): the headline ratio of two
     // saturation points is only as fine as the steps (700 against 1,000 reads 0.7x).
-    const steps = QUICK ? [100, 300] : [100, 300, 500, 600, 700, 850, 1000, 1500, 2000];
+    const steps = opts.streams
+      ? opts.streams.split(",").map((n) => Number(n.trim()))
+      : QUICK
+        ? [100, 300]
+        : [100, 300, 500, 600, 700, 850, 1000, 1500, 2000];
+    if (steps.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--streams: whole numbers of streams, e.g. 300,700 (got ${opts.streams})`);
     const events = QUICK ? 100 : 500; // 2 s or 10 s at 50 events a second
     const tlsUpstream = await startUpstream(tls9);
     try {
@@ -636,14 +642,17 @@ try {
   // 7: an https upstream, as in real use. A client that keeps its connection pays the proxy's TLS
   // encryption; one that opens a connection per request (curl, many scripts) pays a TLS handshake
   // per request direct, and only a loopback connect through the proxy, whose pool keeps the TLS
-  // connections. Direct and this proxy only (the floor speaks no TLS).
+  // connections. Direct, this proxy and the peer (a peer that cannot reach an upstream whose
+  // certificate only NODE_EXTRA_CA_CERTS makes trusted, such as the original, is left out).
   const tls = runs("7") ? certificate() : undefined;
   if (runs("7") && !tls) say("figure 7 skipped: openssl is not available");
   if (tls) {
     say(`figure 7: https upstream, 16 connections kept alive and 16 reconnecting per request, ${rounds} x ${seconds} s per target`);
     const tlsUpstream = await startUpstream(tls);
     try {
-      const targets = [await startTarget("direct", tlsUpstream), await startTarget("proxy", tlsUpstream, [], { NODE_EXTRA_CA_CERTS: tls.cert })];
+      const trusting = { NODE_EXTRA_CA_CERTS: tls.cert };
+      const targets = [await startTarget("direct", tlsUpstream), await startTarget("proxy", tlsUpstream, [], trusting)];
+      if (opts.peer) targets.push(await startTarget("peer", tlsUpstream, [], trusting));
       const kept: WrkRounds = {};
       const fresh: WrkRounds = {};
       for (let r = 0; r < rounds; r++) {
@@ -654,6 +663,12 @@ try {
       }
       for (const t of targets) await t.stop();
       // A proxy that cannot reach its upstream answers 502 fast: such a run measures nothing.
+      const failed = (name: Kind) => non2xx({ [name]: kept[name] }, { [name]: fresh[name] });
+      if (failed("peer")) {
+        say(`figure 7: the peer left out: ${failed("peer")} non-2xx responses (it does not trust the upstream's certificate)`);
+        delete kept.peer;
+        delete fresh.peer;
+      }
       const errors = non2xx(kept, fresh);
       if (errors) throw new Error(`figure 7: ${errors} non-2xx responses (does the proxy trust the upstream's certificate?)`);
       rows.push({ figure: "7 https upstream, 16 kept-alive conns: throughput", unit: "req/s", values: medianOver(kept, (w) => w.rps), ratio: true });

@@ -13,6 +13,7 @@ import type { HardeningReport } from "./security/hardening";
 import { Logger, NAME, stderrLine } from "./log";
 import { startProxy } from "./server";
 import { openPeerUsers, type PeerUsers } from "./security/peer-user";
+import { requestStart } from "./upstream/http1";
 import { proxyConfigured } from "./upstream/proxy-env";
 import { removeServerInfo, writeServerInfo } from "./server-info";
 import { parseGroup, parsePasswd, UserError, UserPolicy } from "./security/users";
@@ -130,20 +131,23 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     fail(`cannot read the ${config.oidc ? "request token" : "API key"} from stdin (${describeError(err)})`, 1);
   }
   let credential: Credential;
+  // Every request head starts the same way: it shares the key's buffer, so that a request goes
+  // upstream in two writes with no copy of the key (authorization.ts).
+  const headStart = requestStart(config.upstream);
   if (config.oidc) {
     // The first exchange happens before the proxy reports itself listening.
     try {
       // The request token goes to GitHub through fetch, which takes header values as strings.
       const requestAuthorization = new TextDecoder("latin1").decode(secret);
       secret.fill(0);
-      const oidc = await OidcCredential.start(config.oidc, requestAuthorization, log);
+      const oidc = await OidcCredential.start(config.oidc, requestAuthorization, headStart, log);
       credential = () => oidc.current();
     } catch (err) {
       fail(`github-oidc: ${err instanceof OidcError ? err.message : "unexpected error"}`, 1);
     }
   } else {
     // The one copy of the key from here on: every request writes this same line (authorization.ts).
-    const fixed = { authorization: AuthorizationLine.from(secret) };
+    const fixed = { authorization: AuthorizationLine.from(secret, headStart) };
     secret.fill(0);
     credential = () => fixed;
   }

@@ -170,24 +170,28 @@ export class OidcCredential {
   private constructor(
     private readonly config: OidcConfig,
     private readonly requestAuthorization: string,
+    private readonly headStart: string,
     private token: { line: AuthorizationLine; expiresAt: number; expiresIn: number },
     private readonly log: OidcLog,
   ) {
     this.schedule(refreshDelayMs(token.expiresIn));
   }
 
-  private static held(token: AccessToken) {
+  private static held(token: AccessToken, headStart: string) {
     const value = Buffer.from(token.authorization, "latin1");
-    const line = AuthorizationLine.from(value);
+    const line = AuthorizationLine.from(value, headStart);
     value.fill(0);
     return { line, expiresAt: Date.now() + token.expiresIn * 1000, expiresIn: token.expiresIn };
   }
 
-  /** The first exchange, before the proxy reports itself listening. Throws OidcError. */
-  static async start(config: OidcConfig, requestAuthorization: string, log: OidcLog): Promise<OidcCredential> {
+  /**
+   * The first exchange, before the proxy reports itself listening. Throws OidcError. `headStart`:
+   * what each token's line has before it in its buffer (authorization.ts).
+   */
+  static async start(config: OidcConfig, requestAuthorization: string, headStart: string, log: OidcLog): Promise<OidcCredential> {
     const token = await obtainAccessToken(config, requestAuthorization);
     log.info(`github-oidc: access token obtained, valid for ${token.expiresIn} s`);
-    return new OidcCredential(config, requestAuthorization, OidcCredential.held(token), log);
+    return new OidcCredential(config, requestAuthorization, headStart, OidcCredential.held(token, headStart), log);
   }
 
   /** The Authorization header value, or why there is no valid token. */
@@ -204,7 +208,7 @@ export class OidcCredential {
     try {
       const token = await obtainAccessToken(this.config, this.requestAuthorization);
       const old = this.token.line;
-      this.token = OidcCredential.held(token);
+      this.token = OidcCredential.held(token, this.headStart);
       setTimeout(() => old.wipe(), WIPE_AFTER_MS).unref();
       this.failures = 0;
       this.lastError = "";

@@ -92,7 +92,6 @@ export const MAX_RESPONSE_HEAD = 1 << 20;
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
-const CRLF = Buffer.from("\r\n", "latin1");
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 /** Statuses the fetch Response constructor accepts; anything else from an upstream is broken. */
@@ -172,8 +171,11 @@ class Connection {
     this.socket?.terminate();
   }
 
-  /** Sends one request; resolves with the response once its head has arrived. */
-  send(head: Buffer, req: UpstreamRequest): Promise<UpstreamResponse> {
+  /**
+   * Sends one request (`start`: its request line and host; `rest`: the rest of its head, the blank
+   * line, and the body when it is in hand); resolves with the response once its head has arrived.
+   */
+  send(start: HeadStart, rest: Buffer, req: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const ex: Exchange = {
         resolve,
@@ -190,12 +192,13 @@ class Connection {
       this.socket!.timeout(0); // pooled sockets have an idle timer; an exchange has none
       req.signal.addEventListener("abort", ex.onAbort, { once: true });
       const body = req.body;
-      // The head goes out in three writes around the shared Authorization line: the key is never
-      // copied into a per-request buffer (authorization.ts). The body follows the blank line.
-      const streamed = isStreamed(body);
-      const parts = [head, req.authorization.line, streamed || !body ? CRLF : Buffer.concat([CRLF, body])];
+      // The key is never copied into a per-request buffer (authorization.ts): its line is written
+      // from its own buffer, which also holds this upstream's request line and host, so a request
+      // goes out in two writes. A line made for another head start (none in the proxy) costs a third.
+      const { authorization } = req;
+      const parts = authorization.headStart === start.text ? [authorization.head, rest] : [start.bytes, authorization.line, rest];
       const wrote = this.writeAll(parts);
-      if (streamed) {
+      if (isStreamed(body)) {
         const chunked = !req.headers.has("content-length");
         ex.reader = body;
         void (wrote ? wrote.then(() => this.pump(ex, chunked)) : this.pump(ex, chunked)).catch((err) => this.fail(err, ex));
@@ -582,20 +585,37 @@ class Pool {
   }
 }
 
+/** A request head's constant start: its request line and host, the same for every request. */
+export interface HeadStart {
+  text: string;
+  bytes: Buffer;
+}
+
+/** The request line and host of every request to `url` (what AuthorizationLine.from puts before the key). */
+export function requestStart(url: URL): string {
+  return `POST ${url.pathname + url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+}
+
 /**
- * Serialises the request head up to, not including, the Authorization line and the blank line
- * that ends it (the connection writes those); latin1 keeps header bytes as the client sent them.
+ * The request after its start and the Authorization line: the other header lines, the blank line
+ * and, when it is in hand, the body (one copy of it, as one write); latin1 keeps header bytes as
+ * the client sent them.
  */
-export function requestHead(target: string, host: string, headers: Headers, body: UpstreamRequest["body"]): Buffer {
+export function requestRest(headers: Headers, body: UpstreamRequest["body"]): Buffer {
   // Header names and values come from a Headers object, which refuses CR, LF and NUL: no header
   // can smuggle a line into this head.
-  let head = `POST ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  let lines = "";
+  for (const [name, value] of headers) lines += `${name}: ${value}\r\n`;
   if (!headers.has("content-length")) {
-    if (isStreamed(body)) head += "transfer-encoding: chunked\r\n";
-    else head += `content-length: ${body?.byteLength ?? 0}\r\n`;
+    if (isStreamed(body)) lines += "transfer-encoding: chunked\r\n";
+    else lines += `content-length: ${body?.byteLength ?? 0}\r\n`;
   }
-  return Buffer.from(head, "latin1");
+  lines += "\r\n";
+  if (isStreamed(body) || !body?.byteLength) return Buffer.from(lines, "latin1");
+  const rest = Buffer.allocUnsafe(Buffer.byteLength(lines, "latin1") + body.byteLength);
+  const at = rest.write(lines, 0, "latin1");
+  rest.set(body, at);
+  return rest;
 }
 
 /** A client for the one upstream URL. */
@@ -610,9 +630,10 @@ export function http1Client(url: URL): Send {
     if (!pool) pools.set(owner, (pool = new Pool(url, true)));
     return pool;
   };
-  const target = url.pathname + url.search;
+  const text = requestStart(url);
+  const start: HeadStart = { text, bytes: Buffer.from(text, "latin1") };
   return async (req) => {
-    const head = requestHead(target, url.host, req.headers, req.body);
+    const rest = requestRest(req.headers, req.body);
     const pool = poolFor(req.owner);
     let retried = false;
     for (;;) {
@@ -623,7 +644,7 @@ export function http1Client(url: URL): Send {
         throw req.signal.reason;
       }
       try {
-        return await conn.send(head, req);
+        return await conn.send(start, rest, req);
       } catch (err) {
         // A pooled socket the upstream closed just as we reused it, before answering a byte: the
         // request was not processed; send it again, as browsers do — ONCE, on a NEW connection

@@ -2,7 +2,7 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestHead, type UpstreamBody, type UpstreamResponse } from "../../src/upstream/http1";
+import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestRest, requestStart, type UpstreamBody, type UpstreamResponse } from "../../src/upstream/http1";
 import { proxyConfigured } from "../../src/upstream/proxy-env";
 import { AuthorizationLine } from "../../src/security/authorization";
 
@@ -92,13 +92,30 @@ async function text(res: UpstreamResponse): Promise<string> {
   return res.body ? (await collect(res.body)).toString() : "";
 }
 
-test("request head: target with query, Host from the URL, headers as given, framing added only when missing", () => {
-  const head = requestHead("/v1/responses?x=1", "api.example:8443", new Headers({ "content-length": "3" }), new Uint8Array(3)).toString("latin1");
-  expect(head).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\ncontent-length: 3\r\n");
-  expect(requestHead("/", "h", new Headers(), undefined).toString()).toEndWith("content-length: 0\r\n");
-  expect(requestHead("/", "h", new Headers(), new ReadableStream().getReader()).toString()).toEndWith("transfer-encoding: chunked\r\n");
-  // A header value the client sent as latin1 bytes goes out as the same bytes.
-  expect([...requestHead("/", "h", new Headers({ "x-l": "caf\u00e9" }), undefined)]).toContain(0xe9);
+test("request head: the start (target with query, Host from the URL), then the headers as given, framing added only when missing, the blank line and the body", () => {
+  expect(requestStart(new URL("https://api.example:8443/v1/responses?x=1"))).toBe("POST /v1/responses?x=1 HTTP/1.1\r\nhost: api.example:8443\r\n");
+  expect(requestStart(new URL("https://api.example/v1/responses"))).toBe("POST /v1/responses HTTP/1.1\r\nhost: api.example\r\n");
+  const rest = requestRest(new Headers({ "content-length": "3" }), new Uint8Array([0x61, 0x62, 0x63]));
+  expect(rest.toString("latin1")).toBe("content-length: 3\r\n\r\nabc");
+  expect(requestRest(new Headers(), undefined).toString()).toBe("content-length: 0\r\n\r\n");
+  expect(requestRest(new Headers(), new Uint8Array(0)).toString()).toBe("content-length: 0\r\n\r\n");
+  expect(requestRest(new Headers(), new ReadableStream().getReader()).toString()).toBe("transfer-encoding: chunked\r\n\r\n");
+  // A header value the client sent as latin1 bytes goes out as the same bytes, and the body after it stays where it belongs.
+  const latin1 = requestRest(new Headers({ "x-l": "caf\u00e9" }), new Uint8Array([0xff]));
+  expect([...latin1]).toEqual([...Buffer.from("x-l: caf\u00e9\r\ncontent-length: 1\r\n\r\n", "latin1"), 0xff]);
+});
+
+test("the key's buffer: the head start, then the line; the line is a view of it, never a copy; wipe zeroes both", () => {
+  const line = AuthorizationLine.from(new TextEncoder().encode("Bearer K"), "POST / HTTP/1.1\r\nhost: h\r\n");
+  expect(new TextDecoder().decode(line.head)).toBe("POST / HTTP/1.1\r\nhost: h\r\nauthorization: Bearer K\r\n");
+  expect(new TextDecoder().decode(line.line)).toBe("authorization: Bearer K\r\n");
+  expect(line.line.buffer).toBe(line.head.buffer);
+  expect(line.line.byteOffset).toBe(line.head.byteOffset + line.headStart.length);
+  expect(line.value()).toBe("Bearer K");
+  expect(AuthorizationLine.from(new TextEncoder().encode("Bearer K")).line).toEqual(line.line);
+  expect(() => AuthorizationLine.from(new TextEncoder().encode("Bearer K"), "POST /\u00e9 HTTP/1.1\r\n")).toThrow(TypeError);
+  line.wipe();
+  expect(line.head.every((b) => b === 0)).toBe(true);
 });
 
 test("proxy variables switch to fetch; NO_PROXY alone does not", () => {
@@ -108,16 +125,54 @@ test("proxy variables switch to fetch; NO_PROXY alone does not", () => {
   expect(proxyConfigured({})).toBe(false);
 });
 
-test("the wire: head, the shared Authorization line, the blank line, the body — and the line is never copied", async () => {
+/** Runs `work` and counts the writes to TCP sockets meanwhile (a spy on Bun's socket class). */
+async function countingWrites<T>(url: URL, work: () => Promise<T>): Promise<{ result: T; writes: number }> {
+  const probe = await Bun.connect({ hostname: url.hostname, port: Number(url.port), socket: { data() {} } });
+  const proto = Object.getPrototypeOf(probe);
+  probe.end();
+  const write = proto.write;
+  let writes = 0;
+  proto.write = function (this: unknown, ...args: unknown[]) {
+    writes++;
+    return write.apply(this, args);
+  };
+  try {
+    return { result: await work(), writes };
+  } finally {
+    proto.write = write;
+  }
+}
+
+test("the wire: the key's buffer (request line, host, Authorization line) in one write, the rest of the head and the body in one more — and the key is never copied", async () => {
   const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   const send = http1Client(up.url);
-  const before = AUTH.line.slice();
-  await text(await post(send));
-  expect(up.heads[0]!.head).toBe(`POST /v1/responses?x=1 HTTP/1.1\r\nhost: ${up.url.host}\r\ncontent-length: 13\r\ncontent-type: application/json\r\nauthorization: Bearer K`);
-  expect(up.heads[0]!.body.toString()).toBe('{"model":"m"}');
-  expect(AUTH.line).toEqual(before); // written as it is
-  expect(new TextDecoder().decode(AUTH.line)).toBe("authorization: Bearer K\r\n");
-  expect(AUTH.value()).toBe("Bearer K");
+  const auth = AuthorizationLine.from(new TextEncoder().encode("Bearer K"), requestStart(up.url));
+  const before = auth.head.slice();
+  const first = () => send({ headers: new Headers({ "content-type": "application/json", "content-length": "13" }), authorization: auth, body: JSON_BODY, signal: new AbortController().signal, owner: "uid:0" });
+  // The connection is opened by the first request; the second goes out on the pooled socket alone.
+  await text(await first());
+  const { writes } = await countingWrites(up.url, async () => text(await first()));
+  expect(writes).toBe(2);
+  for (const h of up.heads) {
+    expect(h.head).toBe(`POST /v1/responses?x=1 HTTP/1.1\r\nhost: ${up.url.host}\r\nauthorization: Bearer K\r\ncontent-length: 13\r\ncontent-type: application/json`);
+    expect(h.body.toString()).toBe('{"model":"m"}');
+  }
+  expect(auth.head).toEqual(before); // written as it is
+});
+
+test("the wire: a key line made for another head start still sends this upstream's request line and host, in three writes", async () => {
+  const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  const send = http1Client(up.url);
+  const other = AuthorizationLine.from(new TextEncoder().encode("Bearer K"), "POST /elsewhere HTTP/1.1\r\nhost: other.example\r\n");
+  const go = (authorization: AuthorizationLine) =>
+    send({ headers: new Headers({ "content-length": "13" }), authorization, body: JSON_BODY, signal: new AbortController().signal, owner: "uid:0" });
+  await text(await go(AUTH));
+  const plain = await countingWrites(up.url, async () => text(await go(AUTH)));
+  const elsewhere = await countingWrites(up.url, async () => text(await go(other)));
+  expect([plain.writes, elsewhere.writes]).toEqual([3, 3]);
+  expect(up.heads.length).toBe(3);
+  for (const h of up.heads) expect(h.head).toBe(`POST /v1/responses?x=1 HTTP/1.1\r\nhost: ${up.url.host}\r\nauthorization: Bearer K\r\ncontent-length: 13`);
+  expect(up.heads[2]!.body.toString()).toBe('{"model":"m"}');
 });
 
 test("content-length answer: whole bytes, and the socket is reused for the next request", async () => {
