@@ -10,13 +10,14 @@
 //   honoured). Do not pass `rejectUnauthorized` or a `checkServerIdentity` here: the key is sent on
 //   this socket;
 // - nothing here times out an exchange: a reasoning model may be quiet for minutes;
-// - where a response body ends, and what of it passes through as it is, is response-body.ts's.
+// - how a response head is read is response-head.ts's; where a response body ends, and what of it
+//   passes through as it is, is response-body.ts's.
 // With an HTTP(S) proxy configured, `transport.ts` uses fetch instead (Bun implements the proxy).
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { relayed, release } from "../http/chunk-memory";
-import { CONTROL, TOKEN } from "../http/syntax";
 import { ResponseBody, type BodyOut } from "./response-body";
+import { parseResponseHead } from "./response-head";
 import { bad, UpstreamError } from "./upstream-error";
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
@@ -86,17 +87,10 @@ export function isStreamed(body: UpstreamRequest["body"]): body is BodyReader {
   return body !== undefined && !(body instanceof Uint8Array);
 }
 
-/** An upstream that answers with a head larger than this is broken (or hostile). */
-export const MAX_RESPONSE_HEAD = 1 << 20;
 /** Idle pooled sockets are closed after this long, well before a server is likely to drop them. */
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
 const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
-const NULL_BODY_STATUS = new Set([204, 205, 304]);
-
-/** Statuses the fetch Response constructor accepts; anything else from an upstream is broken. */
-const MIN_STATUS = 200;
-const MAX_STATUS = 599;
 
 const enum Phase {
   Connecting,
@@ -306,90 +300,28 @@ class Connection {
   }
 
   private parseHead(buf: Buffer, ex: Exchange) {
-    let start = 0;
-    for (;;) {
-      const end = buf.indexOf("\r\n\r\n", start, "latin1");
-      // The limit is exact: a head over it is refused whether its end came in this read or not.
-      if ((end < 0 ? buf.byteLength : end + 4) - start > MAX_RESPONSE_HEAD) {
-        throw bad("UPSTREAM_HEAD_TOO_LARGE", "upstream response head is too large");
-      }
-      if (end < 0) {
-        this.head = start === 0 ? buf : buf.subarray(start);
-        return;
-      }
-      const lines = buf.toString("latin1", start, end).split("\r\n");
-      start = end + 4;
-      const status = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: (.*))?$/.exec(lines[0]!);
-      if (!status) throw bad("UPSTREAM_BAD_RESPONSE", "upstream did not answer with HTTP/1.x");
-      const code = Number(status[2]);
-      if (code < MIN_STATUS) {
-        if (code === 101) throw bad("UPSTREAM_BAD_RESPONSE", "upstream switched protocols unasked");
-        continue; // 100 Continue, 103 Early Hints: interim, the real head follows
-      }
-      const headers = new Headers();
-      let length = -1;
-      let chunked = false;
-      let framedByEncoding = false;
-      for (let i = 1; i < lines.length; i++) {
-        const line = lines[i]!;
-        const colon = line.indexOf(":");
-        // No obs-fold, no whitespace before the colon (RFC 9112 §5): a smuggling vector.
-        if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw bad("UPSTREAM_BAD_RESPONSE", "malformed upstream header");
-        const name = line.slice(0, colon).toLowerCase();
-        const value = line.slice(colon + 1).trim();
-        // Control bytes (but tab) in a value: never passed on, to a client's terminal or parser.
-        if (CONTROL.test(value)) throw bad("UPSTREAM_BAD_RESPONSE", "control bytes in an upstream header value");
-        if (name === "content-length") {
-          if (!/^\d{1,15}$/.test(value) || (length >= 0 && Number(value) !== length)) {
-            throw bad("UPSTREAM_BAD_RESPONSE", "malformed upstream Content-Length");
-          }
-          length = Number(value);
-        } else if (name === "transfer-encoding") {
-          framedByEncoding = true;
-          chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-        } else if (name === "connection" && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) {
-          this.keepAlive = false;
-        }
-        headers.append(name, value);
-      }
-      if (code > MAX_STATUS) throw bad("UPSTREAM_BAD_RESPONSE", "upstream answered with an invalid status");
-      if (status[1] === "0") this.keepAlive = false;
-      ex.responded = true;
-      const statusText = status[3] ?? "";
-
-      if (NULL_BODY_STATUS.has(code) || (!framedByEncoding && length === 0)) {
-        this.phase = Phase.Done;
-        if (start < buf.byteLength) this.keepAlive = false;
-        ex.resolve({ status: code, statusText, headers, body: null });
-        this.finish(ex);
-        return;
-      }
-      let framing: number | "chunked" | "close";
-      if (framedByEncoding) {
-        if (length >= 0) this.keepAlive = false; // both given: chunked wins (RFC 9112 §6.3), never reuse
-        framing = chunked ? "chunked" : "close";
-        if (!chunked) this.keepAlive = false;
-      } else if (length >= 0) {
-        // The whole body came with the head (a small JSON answer): hand over bytes, no stream.
-        if (buf.byteLength - start >= length) {
-          if (buf.byteLength - start > length) this.keepAlive = false;
-          this.phase = Phase.Done;
-          ex.resolve({ status: code, statusText, headers, body: null, whole: buf.subarray(start, start + length) });
-          this.finish(ex);
-          return;
-        }
-        framing = length;
-      } else {
-        framing = "close";
-        this.keepAlive = false;
-      }
-      this.phase = Phase.Body;
-      this.body = new ResponseBody(framing, this.out);
-      const body: UpstreamBody = { pipe: (sink) => void this.attach(ex, sink), cancel: () => this.cancel(ex) };
-      ex.resolve({ status: code, statusText, headers, body });
-      if (start < buf.byteLength) this.body.feed(buf, start);
+    const head = parseResponseHead(buf);
+    if ("from" in head) {
+      this.head = head.from === 0 ? buf : buf.subarray(head.from);
       return;
     }
+    const { status, statusText, headers, framing, end } = head;
+    if (!head.reusable) this.keepAlive = false;
+    ex.responded = true;
+    // No body, or the whole body came with the head (a small JSON answer): no stream.
+    if (framing === "none" || (typeof framing === "number" && buf.byteLength - end >= framing)) {
+      const length = framing === "none" ? 0 : framing;
+      if (buf.byteLength - end > length) this.keepAlive = false; // bytes after the body: never reuse
+      this.phase = Phase.Done;
+      ex.resolve({ status, statusText, headers, body: null, whole: framing === "none" ? undefined : buf.subarray(end, end + length) });
+      this.finish(ex);
+      return;
+    }
+    this.phase = Phase.Body;
+    this.body = new ResponseBody(framing, this.out);
+    const body: UpstreamBody = { pipe: (sink) => void this.attach(ex, sink), cancel: () => this.cancel(ex) };
+    ex.resolve({ status, statusText, headers, body });
+    if (end < buf.byteLength) this.body.feed(buf, end);
   }
 
   private deliver(bytes: Uint8Array) {

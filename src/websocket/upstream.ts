@@ -5,7 +5,8 @@
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { LISTS_UPGRADE } from "../http/syntax";
-import { MAX_RESPONSE_HEAD } from "../upstream/http1";
+import { parseResponseHead } from "../upstream/response-head";
+import { ResponseBody } from "../upstream/response-body";
 import { UpstreamError } from "../upstream/upstream-error";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, type Message, OPCODE } from "./frames";
 import { WriteQueue } from "../http/write-queue";
@@ -56,8 +57,8 @@ export class UpstreamWebSocket {
   private socket?: Socket<UpstreamWebSocket>;
   private phase = Phase.Connecting;
   private head: Uint8Array[] = [];
-  private headBytes = 0;
-  private refusal?: { status: number; headers: Headers; body: Uint8Array[]; size: number; remaining: number | undefined; chunked: boolean };
+  /** A refused handshake: its status and headers, and its body as far as it has come. */
+  private refusal?: { status: number; headers: Headers; body: Uint8Array[]; size: number; framing?: ResponseBody };
   private readonly key = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64");
   private settle?: (h: Handshake) => void;
   private parser: FrameParser;
@@ -182,18 +183,20 @@ export class UpstreamWebSocket {
 
   private headData(chunk: Uint8Array) {
     this.head.push(chunk);
-    this.headBytes += chunk.byteLength;
     const bytes = Buffer.concat(this.head);
-    const end = bytes.indexOf("\r\n\r\n");
-    if (end < 0) {
-      if (this.headBytes > MAX_RESPONSE_HEAD) this.fail(new UpstreamError("HEAD_TOO_LARGE", "response head too large"));
+    let head: ReturnType<typeof parseResponseHead>;
+    try {
+      head = parseResponseHead(bytes, 0, true); // the same strict reading as every upstream answer
+    } catch (err) {
+      return this.fail(err);
+    }
+    if ("from" in head) {
+      this.head = [head.from === 0 ? bytes : bytes.subarray(head.from)];
       return;
     }
-    const parsed = parseHead(bytes.subarray(0, end).toString("latin1"));
-    const rest = bytes.subarray(end + 4);
+    const rest = bytes.subarray(head.end);
     this.head = [];
-    if (!parsed) return this.fail(new UpstreamError("BAD_RESPONSE", "malformed handshake response"));
-    const { status, headers } = parsed;
+    const { status, headers, framing } = head;
     if (status === 101) {
       const problem = this.checkUpgrade(headers);
       if (problem) return this.fail(new UpstreamError("BAD_HANDSHAKE", problem));
@@ -202,13 +205,20 @@ export class UpstreamWebSocket {
       if (rest.byteLength) this.data(rest);
       return;
     }
-    if (status < 200 || status > 599) return this.fail(new UpstreamError("BAD_RESPONSE", `status ${status} to a handshake`));
-    const length = headers.get("content-length");
-    const chunked = /(^|,)\s*chunked\s*$/i.test(headers.get("transfer-encoding") ?? "");
-    this.refusal = { status, headers, body: [], size: 0, remaining: chunked || length === null ? undefined : Number(length), chunked };
-    if (this.refusal.remaining !== undefined && !(this.refusal.remaining >= 0)) return this.fail(new UpstreamError("BAD_RESPONSE", "bad content-length"));
     this.phase = Phase.RefusalBody;
-    if (this.refusal.remaining === 0) return this.refused();
+    const refusal: NonNullable<typeof this.refusal> = { status, headers, body: [], size: 0 };
+    this.refusal = refusal;
+    if (framing === "none") return this.refused();
+    // Decoded as strictly as any response body (response-body.ts); the client gets the data.
+    refusal.framing = new ResponseBody(framing, {
+      data: (bytes) => {
+        refusal.body.push(bytes);
+        refusal.size += bytes.byteLength;
+      },
+      framed: () => {}, // never called: nothing passes through
+      passThrough: () => false,
+      end: () => this.refused(),
+    });
     if (rest.byteLength) this.refusalData(rest);
   }
 
@@ -227,22 +237,20 @@ export class UpstreamWebSocket {
 
   private refusalData(chunk: Uint8Array) {
     const r = this.refusal!;
-    r.body.push(chunk);
-    r.size += chunk.byteLength;
-    if (r.remaining !== undefined && r.size >= r.remaining) return this.refused();
-    if (r.chunked && dechunk(Buffer.concat(r.body)).complete) return this.refused();
-    if (r.size > MAX_REFUSAL_BODY + 64 * 1024) return this.refused();
+    try {
+      r.framing!.feed(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    } catch (err) {
+      return this.fail(err); // a malformed body: a 502, never a garbled refusal
+    }
+    if (this.phase === Phase.RefusalBody && r.size > MAX_REFUSAL_BODY) this.refused(); // enough for the client
   }
 
   /** The refused handshake is complete (or the upstream closed): its status and body go to the client. */
   refused() {
     const r = this.refusal!;
-    let body: Uint8Array = Buffer.concat(r.body);
-    if (r.remaining !== undefined) body = body.subarray(0, r.remaining);
-    else if (r.chunked) body = dechunk(body).data;
     this.phase = Phase.Closed;
     this.socket?.terminate();
-    this.settle?.({ kind: "refused", status: r.status, headers: r.headers, body: body.subarray(0, MAX_REFUSAL_BODY) });
+    this.settle?.({ kind: "refused", status: r.status, headers: r.headers, body: Buffer.concat(r.body).subarray(0, MAX_REFUSAL_BODY) });
   }
 
   ended(err?: unknown) {
@@ -258,45 +266,6 @@ export class UpstreamWebSocket {
 }
 
 const describe = (err: unknown) => ((err as { code?: string })?.code ?? "UPSTREAM_CLOSED");
-
-/** A response head: status and headers, or undefined when it is not HTTP/1.1 (or 1.0). */
-export function parseHead(text: string): { status: number; headers: Headers } | undefined {
-  const lines = text.split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
-  if (!m) return undefined;
-  const headers = new Headers();
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(":");
-    if (colon <= 0) return undefined;
-    try {
-      headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
-    } catch {
-      return undefined; // a name or value Headers refuses
-    }
-  }
-  return { status: Number(m[1]), headers };
-}
-
-/**
- * A chunked body's data so far (chunk extensions and trailers dropped), and whether its last
- * chunk has arrived.
- */
-export function dechunk(bytes: Uint8Array): { data: Uint8Array; complete: boolean } {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out: Uint8Array[] = [];
-  let at = 0;
-  let complete = false;
-  for (;;) {
-    const eol = buf.indexOf("\r\n", at);
-    if (eol < 0) break;
-    const size = Number.parseInt(buf.subarray(at, eol).toString("latin1").split(";")[0]!, 16);
-    if (size === 0) complete = true;
-    if (!(size > 0)) break;
-    out.push(buf.subarray(eol + 2, Math.min(eol + 2 + size, buf.byteLength)));
-    at = eol + 2 + size + 2;
-  }
-  return { data: Buffer.concat(out), complete };
-}
 
 const HANDLERS: SocketHandler<UpstreamWebSocket> = {
   open(socket) {

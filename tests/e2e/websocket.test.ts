@@ -367,6 +367,27 @@ describe("--websocket", () => {
     expect(reply).toContain("BAD_HANDSHAKE");
   });
 
+  // The handshake's answer is read by the same strict parsers as every upstream response: a refusal
+  // whose head or body a client's terminal or parser must not see is a 502, not passed on.
+  for (const [what, head] of [
+    ["a control byte in a header value", "HTTP/1.1 429 Too Many Requests\r\nX-Note: \x1b]0;owned\x07\r\nContent-Length: 2\r\n\r\nno"],
+    ["an obs-folded header", "HTTP/1.1 429 Too Many Requests\r\nX-Note: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nno"],
+    ["a malformed Content-Length", "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 1e1\r\n\r\nno"],
+    ["a malformed chunked body", "HTTP/1.1 429 Too Many Requests\r\nX-Note: fine\r\nTransfer-Encoding: chunked\r\n\r\n2z\r\nno\r\n0\r\n\r\n"],
+  ] as const) {
+    test(`a refusal with ${what}: 502 UPSTREAM_BAD_RESPONSE, nothing of it reaches the client, and the proxy serves on`, async () => {
+      const raw = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.write(Buffer.from(head, "latin1")) } });
+      onCleanup(() => raw.stop(true));
+      const proxy = await wsProxy({ url: `http://127.0.0.1:${raw.port}/v1/responses` });
+      const reply = await rawHandshake(proxy.port);
+      expect(reply).toStartWith("HTTP/1.1 502 ");
+      expect(reply).toContain("UPSTREAM_BAD_RESPONSE");
+      expect(reply).not.toContain("\x1b");
+      expect(reply.toLowerCase()).not.toContain("x-note");
+      expect((await rawHandshake(proxy.port)).toLowerCase()).toStartWith("http/1.1 502 "); // and the next one is answered too
+    });
+  }
+
   test("a browser's WebSocket (Origin) is refused with 403 before anything reaches the upstream", async () => {
     const up = wsUpstream();
     const proxy = await wsProxy(up);

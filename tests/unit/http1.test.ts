@@ -2,7 +2,8 @@
 // framing, keep-alive reuse, malformed answers, early closes, backpressure.
 import { afterEach, expect, test } from "bun:test";
 import * as net from "node:net";
-import { type BodyReader, http1Client, MAX_RESPONSE_HEAD, requestRest, requestStart, type UpstreamBody, type UpstreamResponse } from "../../src/upstream/http1";
+import { type BodyReader, http1Client, requestRest, requestStart, type UpstreamBody, type UpstreamResponse } from "../../src/upstream/http1";
+import { MAX_RESPONSE_HEAD } from "../../src/upstream/response-head";
 import { proxyConfigured } from "../../src/upstream/proxy-env";
 import { AuthorizationLine } from "../../src/security/authorization";
 

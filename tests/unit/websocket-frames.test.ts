@@ -1,7 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { acceptFor, closePayload, encodeFrame, FrameError, FrameParser, isSendableCloseCode, OPCODE } from "../../src/websocket/frames";
 import { clientHandshakeProblem } from "../../src/websocket/downstream";
-import { dechunk, parseHead } from "../../src/websocket/upstream";
 
 /** A frame as a server sends it: unmasked. */
 function serverFrame(opcode: number, payload: Uint8Array | string, fin = true, extra: { rsv?: number; mask?: boolean; length?: number } = {}): Uint8Array {
@@ -171,22 +170,5 @@ describe("handshake and close helpers", () => {
   test("sendable close codes", () => {
     for (const c of [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999]) expect(isSendableCloseCode(c)).toBe(true);
     for (const c of [999, 1004, 1005, 1006, 1015, 2999, 5000]) expect(isSendableCloseCode(c)).toBe(false);
-  });
-
-  test("parseHead: status and headers; anything else is refused", () => {
-    const h = parseHead("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Type: application/json");
-    expect(h?.status).toBe(429);
-    expect(h?.headers.get("retry-after")).toBe("2");
-    expect(parseHead("HTTP/2 200")).toBeUndefined();
-    expect(parseHead("HTTP/1.1 200 OK\r\nno colon here")).toBeUndefined();
-    expect(parseHead("HTTP/1.1 200 OK\r\nbad name: x")).toBeUndefined();
-  });
-
-  test("dechunk: the data and whether the last chunk came", () => {
-    const body = Buffer.from("5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\ntrailer: x\r\n\r\n");
-    expect(Buffer.from(dechunk(body).data).toString()).toBe("hello!");
-    expect(dechunk(body).complete).toBe(true);
-    expect(dechunk(Buffer.from("5\r\nhel")).complete).toBe(false);
-    expect(dechunk(Buffer.from("0\r\n\r\n"))).toEqual({ data: new Uint8Array(0) as Buffer, complete: true });
   });
 });
