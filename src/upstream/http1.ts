@@ -18,7 +18,7 @@ import type { AuthorizationLine } from "../security/authorization";
 import { relayed, release } from "../http/chunk-memory";
 import { ResponseBody, type BodyOut } from "./response-body";
 import { parseResponseHead } from "./response-head";
-import { bad, UpstreamError } from "./upstream-error";
+import { UpstreamError } from "./upstream-error";
 
 /** A request body that arrives piece by piece; read() rejects when the client's body fails. */
 export interface BodyReader {
