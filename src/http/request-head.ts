@@ -6,7 +6,7 @@
 // Content-Length digits only, and all copies equal; Transfer-Encoding exactly `chunked`, never
 // beside Content-Length, never in HTTP/1.0; HTTP/1.1 has exactly one Host.
 
-import { CONTROL, TOKEN } from "./syntax";
+import { CONTROL, LENGTH_DIGITS, TOKEN } from "./syntax";
 
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
 
@@ -36,7 +36,6 @@ export class HeadError extends Error {
 }
 
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
-const DIGITS = /^\d{1,15}$/;
 /** Empty lines a client may send before a request line (RFC 9112 §2.2): a few are skipped. */
 const MAX_LEADING_EMPTY = 8;
 
@@ -120,7 +119,7 @@ function parseHead(buf: Buffer, maxBytes: number): { head: RequestHead; end: num
     if (codings.length !== 1 || codings[0] !== "chunked") throw new HeadError(501, "a transfer coding other than chunked");
     framing = { kind: "chunked" };
   } else if (lengths.length) {
-    if (!lengths.every((v) => v === lengths[0] && DIGITS.test(v))) throw new HeadError(400, "malformed Content-Length");
+    if (!lengths.every((v) => v === lengths[0] && LENGTH_DIGITS.test(v))) throw new HeadError(400, "malformed Content-Length");
     const length = Number(lengths[0]);
     if (length > 0) framing = { kind: "length", length };
   }

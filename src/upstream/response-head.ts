@@ -14,7 +14,7 @@
 //   reused; a Transfer-Encoding that does not end in chunked is framed by the close;
 // - interim heads (100, 103) are skipped; a 101 is an answer only to a request that asked to
 //   upgrade.
-import { CONTROL, TOKEN } from "../http/syntax";
+import { CONTROL, LENGTH_DIGITS, TOKEN } from "../http/syntax";
 import { bad } from "./upstream-error";
 
 /** An upstream that answers with a head larger than this is broken (or hostile). */
@@ -84,7 +84,7 @@ function finalHead(status: number, http10: boolean, statusText: string, lines: s
     const value = line.slice(colon + 1).trim();
     if (CONTROL.test(value)) throw bad("UPSTREAM_BAD_RESPONSE", "control bytes in an upstream header value");
     if (name === "content-length") {
-      if (!/^\d{1,15}$/.test(value) || (length >= 0 && Number(value) !== length)) {
+      if (!LENGTH_DIGITS.test(value) || (length >= 0 && Number(value) !== length)) {
         throw bad("UPSTREAM_BAD_RESPONSE", "malformed upstream Content-Length");
       }
       length = Number(value);

@@ -156,7 +156,7 @@ export class UpstreamWebSocket {
     this.socket?.terminate();
   }
 
-  data(chunk: Uint8Array) {
+  data(chunk: Buffer) {
     if (this.phase === Phase.Head) return this.headData(chunk);
     if (this.phase === Phase.RefusalBody) return this.refusalData(chunk);
     if (this.phase !== Phase.Open) return;
@@ -181,7 +181,7 @@ export class UpstreamWebSocket {
     }
   }
 
-  private headData(chunk: Uint8Array) {
+  private headData(chunk: Buffer) {
     this.head.push(chunk);
     const bytes = Buffer.concat(this.head);
     let head: ReturnType<typeof parseResponseHead>;
@@ -235,10 +235,10 @@ export class UpstreamWebSocket {
     return undefined;
   }
 
-  private refusalData(chunk: Uint8Array) {
+  private refusalData(chunk: Buffer) {
     const r = this.refusal!;
     try {
-      r.framing!.feed(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      r.framing!.feed(chunk);
     } catch (err) {
       return this.fail(err); // a malformed body: a 502, never a garbled refusal
     }
