@@ -7,11 +7,12 @@ interface Writable {
 }
 
 export class WriteQueue {
-  private pending: Uint8Array[] = [];
+  /** What waits for a drain; undefined when nothing does (the usual case: no array to look into). */
+  private pending?: Uint8Array[];
 
   /** Nothing waits for a drain. */
   get empty(): boolean {
-    return this.pending.length === 0;
+    return this.pending === undefined;
   }
 
   /**
@@ -19,30 +20,32 @@ export class WriteQueue {
    * bytes are kept as they are unless `copy` (the caller may reuse or free them once this returns).
    */
   write(socket: Writable, bytes: Uint8Array, copy = false): boolean {
-    if (this.pending.length === 0) {
+    if (this.pending === undefined) {
       const n = socket.write(bytes);
       if (n === bytes.byteLength) return true;
       bytes = bytes.subarray(Math.max(n, 0));
     }
-    this.pending.push(copy ? Buffer.from(bytes) : bytes);
+    (this.pending ??= []).push(copy ? Buffer.from(bytes) : bytes);
     return false;
   }
 
   /** On drain: writes what waits, as far as the socket takes it; true once nothing is left. */
   flush(socket: Writable): boolean {
-    while (this.pending.length) {
-      const bytes = this.pending[0]!;
+    const pending = this.pending;
+    while (pending?.length) {
+      const bytes = pending[0]!;
       const n = socket.write(bytes);
       if (n < bytes.byteLength) {
-        this.pending[0] = bytes.subarray(Math.max(n, 0));
+        pending[0] = bytes.subarray(Math.max(n, 0));
         return false;
       }
-      this.pending.shift();
+      pending.shift();
     }
+    this.pending = undefined;
     return true;
   }
 
   clear(): void {
-    this.pending = [];
+    this.pending = undefined;
   }
 }
