@@ -3,7 +3,7 @@
 import type { AuthorizationLine } from "./security/authorization";
 import { describeError, proxyError, proxyErrorBody, type ProxyErrorCode } from "./errors";
 import { rewriteUpstreamHeaders, downstreamHeaders } from "./headers";
-import type { BodyReader, Send, UpstreamResponse } from "./upstream/http1";
+import type { BodyReader, BodySink, Send, UpstreamBody, UpstreamResponse } from "./upstream/http1";
 import type { IncomingRequest, Reply, ReplySink } from "./http/listener";
 import { printableRequestId } from "./log";
 
@@ -265,54 +265,82 @@ export async function forward(req: IncomingRequest, opts: ForwardOptions, owner:
     end({ status, bytesOut: 0, outcome: "complete", requestId });
     return reply;
   }
-  let bytesOut = 0;
-  const finish = (outcome: Outcome, cause?: string) => end({ status, bytesOut, outcome, requestId, cause });
-  // Each chunk is written to the client's socket from the upstream socket's own callback (no
-  // queue, no JavaScript stream in between). A write the client's socket cannot take at once
-  // returns a promise: the upstream is not read until it settles (backpressure, bounded memory).
   const stream = (sink: ReplySink) => {
-    // The client has gone: stop paying for tokens nobody will read.
-    let left = false;
-    const gone = () => {
-      if (left) return;
-      left = true;
-      req.signal.removeEventListener("abort", gone);
-      finish("client_closed");
-      source.cancel();
-    };
-    if (req.signal.aborted) return gone();
-    req.signal.addEventListener("abort", gone);
-    const sent = (written: boolean | Promise<boolean>) => {
-      if (written === true) return undefined;
-      if (written === false) return void gone();
-      return written.then((ok) => void (ok || gone()));
-    };
-    source.pipe({
-      write(chunk) {
-        if (chunk.byteLength === 0) return undefined;
-        bytesOut += chunk.byteLength;
-        tap.responseChunk?.(chunk);
-        return sent(sink.write(chunk));
-      },
-      // The upstream's own chunk framing, when the client's answer is chunked too: but never when a
-      // tap (the dump) wants the body's bytes alone.
-      writeFramed:
-        sink.writeFramed && !tap.responseChunk
-          ? (raw, dataBytes) => {
-              bytesOut += dataBytes;
-              return sent(sink.writeFramed!(raw));
-            }
-          : undefined,
-      end(err) {
-        req.signal.removeEventListener("abort", gone);
-        if (err === undefined) finish("complete");
-        // Upstream failed mid-response (or the client left): the client's connection is cut so
-        // it sees a broken body at once, never a hang or a clean-looking end.
-        else if (req.signal.aborted) finish("client_closed");
-        else finish("upstream_error", describeError(err));
-        sink.end(err);
-      },
-    });
+    const finish = (outcome: Outcome, cause?: string) => end({ status, bytesOut: relay.bytesOut, outcome, requestId, cause });
+    const Kind = sink.writeFramed && !tap.responseChunk ? FramedRelay : Relay;
+    const relay = new Kind(sink, source, req, tap, finish);
+    relay.start();
   };
   return { ...reply, stream };
+}
+
+/**
+ * The response body on its way to the client. Each chunk is written to the client's socket from
+ * the upstream socket's own callback (no queue, no JavaScript stream in between). A write the
+ * client's socket cannot take at once returns a promise: the upstream is not read until it
+ * settles (backpressure, bounded memory). A class, not closures: every server-sent event passes
+ * here, and each object it touches on the way costs (docs/performance.md).
+ */
+class Relay implements BodySink {
+  bytesOut = 0;
+  private left = false;
+  private readonly gone = () => this.leave();
+
+  constructor(
+    protected readonly sink: ReplySink,
+    private readonly source: UpstreamBody,
+    private readonly req: IncomingRequest,
+    private readonly tap: Tap,
+    /** The exchange's end, for the log and the dump: called once. */
+    private readonly finish: (outcome: Outcome, cause?: string) => void,
+  ) {}
+
+  start() {
+    if (this.req.signal.aborted) return this.leave();
+    this.req.signal.addEventListener("abort", this.gone);
+    this.source.pipe(this);
+  }
+
+  /** The client has gone: stop paying for tokens nobody will read. */
+  private leave() {
+    if (this.left) return;
+    this.left = true;
+    this.req.signal.removeEventListener("abort", this.gone);
+    this.finish("client_closed");
+    this.source.cancel();
+  }
+
+  protected sent(written: boolean | Promise<boolean>): Promise<unknown> | undefined {
+    if (written === true) return undefined;
+    if (written === false) return void this.leave();
+    return written.then((ok) => void (ok || this.leave()));
+  }
+
+  write(chunk: Uint8Array) {
+    if (chunk.byteLength === 0) return undefined;
+    this.bytesOut += chunk.byteLength;
+    this.tap.responseChunk?.(chunk);
+    return this.sent(this.sink.write(chunk));
+  }
+
+  end(err?: unknown) {
+    this.req.signal.removeEventListener("abort", this.gone);
+    if (err === undefined) this.finish("complete");
+    // Upstream failed mid-response (or the client left): the client's connection is cut so
+    // it sees a broken body at once, never a hang or a clean-looking end.
+    else if (this.req.signal.aborted) this.finish("client_closed");
+    else this.finish("upstream_error", describeError(err));
+    this.sink.end(err);
+  }
+}
+
+/**
+ * A relay that passes the upstream's own chunk framing on (offered when the client's answer is
+ * chunked too): never when a tap (the dump) wants the body's bytes alone.
+ */
+class FramedRelay extends Relay {
+  writeFramed(raw: Uint8Array, dataBytes: number) {
+    this.bytesOut += dataBytes;
+    return this.sent(this.sink.writeFramed!(raw));
+  }
 }

@@ -450,7 +450,7 @@ class Connection implements RawConnection {
       const chunked = minor === 1;
       if (!chunked) this.keepAlive = false; // HTTP/1.0: the body ends with the connection
       this.writeHead(status, headers, chunked ? "chunked" : "close", undefined, reply.statusText);
-      reply.stream(this.sink(req, chunked));
+      reply.stream(chunked ? new ChunkedAnswer(this, req) : new Answer(this, req, false));
       return;
     }
     reply.stream?.(goneSink);
@@ -478,40 +478,26 @@ class Connection implements RawConnection {
     else this.write(Buffer.from(head, "latin1"));
   }
 
-  private sink(req: IncomingRequest, chunked: boolean): ReplySink {
-    let done = false;
-    const open = () => !done && !this.closed && this.req === req;
-    return {
-      writeFramed: chunked ? (raw) => open() && this.writeOrWait(raw, false) : undefined,
-      write: (chunk) => {
-        if (!open()) return false;
-        if (!chunked) return this.writeOrWait(chunk, false);
-        const size = chunk.byteLength.toString(16);
-        const framed = Buffer.allocUnsafe(size.length + 4 + chunk.byteLength);
-        framed.write(size, 0, "latin1");
-        CRLF.copy(framed, size.length);
-        framed.set(chunk, size.length + 2);
-        CRLF.copy(framed, size.length + 2 + chunk.byteLength);
-        return this.writeOrWait(framed, true);
-      },
-      end: (err) => {
-        if (done) return;
-        done = true;
-        if (this.req !== req || this.closed) return;
-        if (err !== undefined) {
-          // Cut: no last chunk, so the client cannot take the body for complete.
-          this.keepAlive = false;
-          this.terminateAfterWrites();
-          return;
-        }
-        if (chunked) this.write(LAST_CHUNK);
-        this.answerEnded(req);
-      },
-    };
+  /** Still answering `req`: the connection is open and has not moved on. */
+  answering(req: IncomingRequest): boolean {
+    return !this.closed && this.req === req;
+  }
+
+  /** A streamed answer's end (Answer.end): with an error it was cut, and the client sees the connection cut. */
+  answerStreamEnded(req: IncomingRequest, err: unknown, chunked: boolean) {
+    if (!this.answering(req)) return;
+    if (err !== undefined) {
+      // Cut: no last chunk, so the client cannot take the body for complete.
+      this.keepAlive = false;
+      this.terminateAfterWrites();
+      return;
+    }
+    if (chunked) this.write(LAST_CHUNK);
+    this.answerEnded(req);
   }
 
   /** Writes; when the socket could not take it all, a promise that settles on drain (or close). */
-  private writeOrWait(bytes: Uint8Array, own: boolean): boolean | Promise<boolean> {
+  writeOrWait(bytes: Uint8Array, own: boolean): boolean | Promise<boolean> {
     const all = this.write(bytes, !own);
     // A large framed copy (a buffer of its own) is freed at once; a small one (a slice of Buffer's
     // pool) is left to the collector by release().
@@ -630,6 +616,55 @@ class Connection implements RawConnection {
   /** Idle while waiting for a request (nothing in flight): may be closed at once when stopping. */
   get idleNow(): boolean {
     return !this.req && !this.upgraded;
+  }
+}
+
+/**
+ * A streamed answer's body (the ReplySink a handler writes to), framed by the connection's end
+ * (HTTP/1.0) or chunked. A class, not closures: every server-sent event passes here, and each
+ * object it touches on the way costs (docs/performance.md).
+ */
+class Answer implements ReplySink {
+  private done = false;
+
+  constructor(
+    protected readonly conn: Connection,
+    private readonly req: IncomingRequest,
+    private readonly chunked: boolean,
+  ) {}
+
+  /** This answer may still write: not ended, and its connection is still on its request. */
+  protected open(): boolean {
+    return !this.done && this.conn.answering(this.req);
+  }
+
+  write(chunk: Uint8Array): boolean | Promise<boolean> {
+    if (!this.open()) return false;
+    if (!this.chunked) return this.conn.writeOrWait(chunk, false);
+    const size = chunk.byteLength.toString(16);
+    const framed = Buffer.allocUnsafe(size.length + 4 + chunk.byteLength);
+    framed.write(size, 0, "latin1");
+    CRLF.copy(framed, size.length);
+    framed.set(chunk, size.length + 2);
+    CRLF.copy(framed, size.length + 2 + chunk.byteLength);
+    return this.conn.writeOrWait(framed, true);
+  }
+
+  end(err?: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.conn.answerStreamEnded(this.req, err, this.chunked);
+  }
+}
+
+/** A chunked answer, which also takes bytes already in chunked framing (ReplySink.writeFramed). */
+class ChunkedAnswer extends Answer {
+  constructor(conn: Connection, req: IncomingRequest) {
+    super(conn, req, true);
+  }
+
+  writeFramed(raw: Uint8Array): boolean | Promise<boolean> {
+    return this.open() && this.conn.writeOrWait(raw, false);
   }
 }
 

@@ -119,7 +119,7 @@ interface Exchange {
   cancelled?: boolean;
 }
 
-class Connection {
+class Connection implements BodyOut {
   socket?: Socket<Connection>;
   phase = Phase.Connecting;
   reused = false;
@@ -127,14 +127,8 @@ class Connection {
   closed = false;
   exchange?: Exchange;
   private head?: Buffer;
+  /** The response body's parser, which hands its bytes to this connection's BodyOut methods. */
   private body?: ResponseBody;
-  /** Where the response body's bytes go: to the exchange's sink, or kept until it is attached. */
-  private readonly out: BodyOut = {
-    data: (bytes) => this.deliver(bytes),
-    framed: (raw, dataBytes) => this.deliverFramed(raw, dataBytes),
-    passThrough: () => this.exchange?.sink?.writeFramed !== undefined,
-    end: (extra) => this.complete(extra),
-  };
   private backlog?: Uint8Array;
   private drained?: { resolve(): void; reject(err: unknown): void };
   private ready?: { resolve(c: Connection): void; reject(err: unknown): void };
@@ -318,13 +312,16 @@ class Connection {
       return;
     }
     this.phase = Phase.Body;
-    this.body = new ResponseBody(framing, this.out);
+    this.body = new ResponseBody(framing, this);
     const body: UpstreamBody = { pipe: (sink) => void this.attach(ex, sink), cancel: () => this.cancel(ex) };
     ex.resolve({ status, statusText, headers, body });
     if (end < buf.byteLength) this.body.feed(buf, end);
   }
 
-  private deliver(bytes: Uint8Array) {
+  // Where the response body's bytes go (BodyOut, called by `this.body`): to the exchange's sink,
+  // or kept until it is attached.
+
+  bodyData(bytes: Uint8Array) {
     const ex = this.exchange!;
     if (!ex.sink) {
       relayed(bytes.byteLength);
@@ -346,8 +343,12 @@ class Connection {
     );
   }
 
+  passThrough(): boolean {
+    return this.exchange?.sink?.writeFramed !== undefined;
+  }
+
   /** Chunks in the upstream's own framing: only ever asked for by a sink that takes them. */
-  private deliverFramed(raw: Uint8Array, dataBytes: number) {
+  bodyFramed(raw: Uint8Array, dataBytes: number) {
     const sink = this.exchange?.sink;
     if (!sink?.writeFramed) return; // cancelled meanwhile: nobody to send it to
     const slow = sink.writeFramed(raw, dataBytes);
@@ -382,7 +383,7 @@ class Connection {
     this.fail(new UpstreamError("CANCELLED", "the client went away"), ex);
   }
 
-  private complete(extra: boolean) {
+  bodyEnd(extra: boolean) {
     if (extra) this.keepAlive = false;
     this.phase = Phase.Done;
     this.body = undefined;

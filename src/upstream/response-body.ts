@@ -18,16 +18,20 @@
 // and the listener frames the data anew.
 import { bad } from "./upstream-error";
 
-/** Where the body's bytes go. Every callback runs on the socket's read path: return at once. */
+/**
+ * Where the body's bytes go. Every method runs on the socket's read path: return at once. The
+ * HTTP/1.1 client's connection is this itself (methods, not closures: fewer objects touched per
+ * server-sent event, see docs/performance.md).
+ */
 export interface BodyOut {
   /** Body bytes, in order. */
-  data(bytes: Uint8Array): void;
+  bodyData(bytes: Uint8Array): void;
   /** Validated chunked framing to pass on as it is: whole chunks, or parts of one; `dataBytes` of it are body. */
-  framed(raw: Uint8Array, dataBytes: number): void;
+  bodyFramed(raw: Uint8Array, dataBytes: number): void;
   /** May the next chunk go out in the upstream's own framing? Asked at each chunk-size line. */
   passThrough(): boolean;
   /** The body is complete; `extra`: bytes followed it in the same read (never reuse the socket). */
-  end(extra: boolean): void;
+  bodyEnd(extra: boolean): void;
 }
 
 /** A chunk-size or trailer line longer than this is malformed. */
@@ -90,21 +94,21 @@ export class ResponseBody {
       switch (this.state) {
         case State.Length: {
           const n = Math.min(this.remaining, length - i);
-          this.out.data(buf.subarray(i, i + n));
+          this.out.bodyData(buf.subarray(i, i + n));
           i += n;
           this.remaining -= n;
           if (this.remaining === 0) return this.finish(i < length);
           break;
         }
         case State.UntilClose:
-          this.out.data(i === 0 ? buf : buf.subarray(i));
+          this.out.bodyData(i === 0 ? buf : buf.subarray(i));
           return;
         case State.ChunkData: {
           const n = Math.min(this.remaining, length - i);
           if (this.passing) {
             if (this.spanStart < 0) this.spanStart = i;
             this.spanData += n;
-          } else this.out.data(buf.subarray(i, i + n));
+          } else this.out.bodyData(buf.subarray(i, i + n));
           i += n;
           this.remaining -= n;
           if (this.remaining === 0) this.state = State.ChunkEnd;
@@ -174,7 +178,7 @@ export class ResponseBody {
     if (this.state === State.ChunkEnd) {
       if (line !== "") throw malformed();
       // The chunk's size line and data went out as they were: its end must too.
-      if (this.passing) this.out.framed(CRLF, 0);
+      if (this.passing) this.out.bodyFramed(CRLF, 0);
       this.passing = false;
       this.state = State.ChunkSize;
     } else if (this.state === State.Trailer) {
@@ -191,16 +195,17 @@ export class ResponseBody {
   /** Passes on the span of this read that has been validated, up to `end`. */
   private flush(buf: Buffer, end: number) {
     if (this.spanStart < 0) return;
-    const raw = buf.subarray(this.spanStart, end);
+    // A read that is all whole chunks (one server-sent event, typically) goes on as it is.
+    const raw = this.spanStart === 0 && end === buf.byteLength ? buf : buf.subarray(this.spanStart, end);
     const data = this.spanData;
     this.spanStart = -1;
     this.spanData = 0;
-    this.out.framed(raw, data);
+    this.out.bodyFramed(raw, data);
   }
 
   private finish(extra: boolean) {
     this.state = State.Done;
-    this.out.end(extra);
+    this.out.bodyEnd(extra);
   }
 }
 

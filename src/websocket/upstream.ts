@@ -211,13 +211,13 @@ export class UpstreamWebSocket {
     if (framing === "none") return this.refused();
     // Decoded as strictly as any response body (response-body.ts); the client gets the data.
     refusal.framing = new ResponseBody(framing, {
-      data: (bytes) => {
+      bodyData: (bytes) => {
         refusal.body.push(bytes);
         refusal.size += bytes.byteLength;
       },
-      framed: () => {}, // never called: nothing passes through
+      bodyFramed: () => {}, // never called: nothing passes through
       passThrough: () => false,
-      end: () => this.refused(),
+      bodyEnd: () => this.refused(),
     });
     if (rest.byteLength) this.refusalData(rest);
   }

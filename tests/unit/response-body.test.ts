@@ -8,10 +8,10 @@ function recorder(passThrough = true) {
   const calls: Array<{ kind: "data" | "framed"; bytes: string; dataBytes?: number }> = [];
   let ends: boolean[] = [];
   const out: BodyOut = {
-    data: (b) => void calls.push({ kind: "data", bytes: Buffer.from(b).toString("latin1") }),
-    framed: (raw, dataBytes) => void calls.push({ kind: "framed", bytes: Buffer.from(raw).toString("latin1"), dataBytes }),
+    bodyData: (b) => void calls.push({ kind: "data", bytes: Buffer.from(b).toString("latin1") }),
+    bodyFramed: (raw, dataBytes) => void calls.push({ kind: "framed", bytes: Buffer.from(raw).toString("latin1"), dataBytes }),
     passThrough: () => passThrough,
-    end: (extra) => void ends.push(extra),
+    bodyEnd: (extra) => void ends.push(extra),
   };
   return {
     out,
