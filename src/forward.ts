@@ -267,8 +267,8 @@ export async function forward(req: IncomingRequest, opts: ForwardOptions, owner:
   }
   const stream = (sink: ReplySink) => {
     const finish = (outcome: Outcome, cause?: string) => end({ status, bytesOut: relay.bytesOut, outcome, requestId, cause });
-    const Kind = sink.writeFramed && !tap.responseChunk ? FramedRelay : Relay;
-    const relay = new Kind(sink, source, req, tap, finish);
+    const RelayClass = sink.writeFramed && !tap.responseChunk ? FramedRelay : Relay;
+    const relay = new RelayClass(sink, source, req, tap, finish);
     relay.start();
   };
   return { ...reply, stream };

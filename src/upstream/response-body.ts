@@ -20,8 +20,8 @@ import { bad } from "./upstream-error";
 
 /**
  * Where the body's bytes go. Every method runs on the socket's read path: return at once. The
- * HTTP/1.1 client's connection is this itself (methods, not closures: fewer objects touched per
- * server-sent event, see docs/performance.md).
+ * HTTP/1.1 client's connection implements it itself (methods, not closures: fewer objects touched
+ * per server-sent event, see docs/performance.md).
  */
 export interface BodyOut {
   /** Body bytes, in order. */

@@ -134,6 +134,21 @@ describe("chunked, passed through", () => {
     expect(r.body()).toBe(EVENTS_BODY);
   });
 
+  test("a read of whole plain chunks goes on as the read itself; part of a read as a view of it", () => {
+    const seen: Uint8Array[] = [];
+    const out: BodyOut = { bodyData: () => {}, bodyFramed: (raw) => void seen.push(raw), passThrough: () => true, bodyEnd: () => {} };
+    const body = new ResponseBody("chunked", out);
+    const whole = Buffer.from("3\r\nabc\r\n2\r\nde\r\n", "latin1");
+    body.feed(whole);
+    expect(seen).toEqual([whole]);
+    expect(seen[0]).toBe(whole); // the same object: no view made per event
+    const last = Buffer.from("1\r\nf\r\n0\r\n\r\n", "latin1"); // the last chunk never passes through
+    body.feed(last);
+    expect(seen[1]).not.toBe(last);
+    expect(Buffer.from(seen[1]!).toString("latin1")).toBe("1\r\nf\r\n");
+    expect(seen[1]!.buffer).toBe(last.buffer); // a view, not a copy
+  });
+
   test("bytes after the last chunk are reported, so the socket is not reused", () => {
     const r = recorder();
     new ResponseBody("chunked", r.out).feed(Buffer.from("3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n", "latin1"));
