@@ -1,4 +1,5 @@
-// A chunked request body (RFC 9112 §7.1) turned back into its bytes. Pure, no I/O.
+// A chunked request body (RFC 9112 §7.1) turned back into its bytes, and the framing of what the
+// proxy itself sends chunked (a request body upstream, an answer to a client). Pure, no I/O.
 //
 // SECURITY-CRITICAL, like request-head.ts: the decoder decides where the body ends and the next
 // request starts. Strict on purpose: a chunk size is hex digits only (an extension after `;` is
@@ -13,6 +14,22 @@ const SIZE_LINE = /^([0-9A-Fa-f]{1,12})(;.*)?$/;
 const TRAILER_FIELD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/;
 
 export class ChunkError extends Error {}
+
+/** The last chunk, with no trailer: the end of a chunked body. */
+export const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
+
+/**
+ * `data` as one chunk: its size in hex, CRLF, the data, CRLF (a copy: `data` may be freed after).
+ * Callers skip empty data: an empty chunk would be the last chunk, ending the body.
+ */
+export function chunkFrame(data: Uint8Array): Buffer {
+  const size = data.byteLength.toString(16);
+  const framed = Buffer.allocUnsafe(size.length + 2 + data.byteLength + 2);
+  framed.write(`${size}\r\n`, 0, "latin1");
+  framed.set(data, size.length + 2);
+  framed.write("\r\n", size.length + 2 + data.byteLength, "latin1");
+  return framed;
+}
 
 const enum State {
   Size,

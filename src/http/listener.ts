@@ -15,7 +15,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { proxyError } from "../errors";
 import { release } from "./chunk-memory";
 import { WriteQueue } from "./write-queue";
-import { ChunkedDecoder, ChunkError } from "./chunked";
+import { chunkFrame, ChunkedDecoder, ChunkError, LAST_CHUNK } from "./chunked";
 import { HeadError, parseRequestHead, type RequestHead } from "./request-head";
 import { CONTROL } from "./syntax";
 
@@ -83,8 +83,6 @@ const DISCARD_LIMIT = 1024 * 1024;
 const HEAD_SECONDS = 10;
 /** Body bytes waiting for the handler's next read before the socket is paused. */
 const BODY_HIGH_WATER = 256 * 1024;
-const CRLF = Buffer.from("\r\n", "latin1");
-const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
 /**
  * How an answer's head frames its body: by its length, chunked, until the connection closes
@@ -641,13 +639,7 @@ class Answer implements ReplySink {
   write(chunk: Uint8Array): boolean | Promise<boolean> {
     if (!this.open()) return false;
     if (!this.chunked) return this.conn.writeOrWait(chunk, false);
-    const size = chunk.byteLength.toString(16);
-    const framed = Buffer.allocUnsafe(size.length + 4 + chunk.byteLength);
-    framed.write(size, 0, "latin1");
-    CRLF.copy(framed, size.length);
-    framed.set(chunk, size.length + 2);
-    CRLF.copy(framed, size.length + 2 + chunk.byteLength);
-    return this.conn.writeOrWait(framed, true);
+    return this.conn.writeOrWait(chunkFrame(chunk), true);
   }
 
   end(err?: unknown): void {

@@ -33,15 +33,14 @@ export class AuthorizationLine {
    */
   static from(value: Uint8Array, headStart = ""): AuthorizationLine {
     if (!/^[\x20-\x7e\r\n]*$/.test(headStart)) throw new TypeError("a head start is ASCII text");
-    const at = headStart.length;
+    const text = headStart + PREFIX; // holds no secret: the key is only ever copied byte by byte, below
     // An ArrayBuffer of its own from the start: a small `new Uint8Array(n)` lives in the collector's
     // heap, and the engine moves it out, leaving the old bytes behind unzeroed, the first time a
     // view of it is taken (`line`): a second copy of the key (measured, the key-copies test).
-    const head = new Uint8Array(new ArrayBuffer(at + PREFIX.length + value.byteLength + 2));
-    for (let i = 0; i < at; i++) head[i] = headStart.charCodeAt(i);
-    for (let i = 0; i < PREFIX.length; i++) head[at + i] = PREFIX.charCodeAt(i);
-    head.set(value, at + PREFIX.length);
-    head.set(CRLF, at + PREFIX.length + value.byteLength);
+    const head = new Uint8Array(new ArrayBuffer(text.length + value.byteLength + 2));
+    for (let i = 0; i < text.length; i++) head[i] = text.charCodeAt(i);
+    head.set(value, text.length);
+    head.set(CRLF, text.length + value.byteLength);
     return new AuthorizationLine(head, headStart);
   }
 

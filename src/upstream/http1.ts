@@ -16,6 +16,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { AuthorizationLine } from "../security/authorization";
 import { relayed, release } from "../http/chunk-memory";
+import { chunkFrame, LAST_CHUNK } from "../http/chunked";
 import { ResponseBody, type BodyOut } from "./response-body";
 import { parseResponseHead } from "./response-head";
 import { UpstreamError } from "./upstream-error";
@@ -90,7 +91,6 @@ export function isStreamed(body: UpstreamRequest["body"]): body is BodyReader {
 /** Idle pooled sockets are closed after this long, well before a server is likely to drop them. */
 const IDLE_SECONDS = 15;
 const MAX_IDLE = 256;
-const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
 
 const enum Phase {
   Connecting,
@@ -203,14 +203,7 @@ class Connection implements BodyOut {
       if (this.exchange !== ex) return; // failed or finished meanwhile
       if (done || !value) break;
       if (value.byteLength === 0) continue;
-      let bytes: Uint8Array = value;
-      if (chunked) {
-        const size = `${value.byteLength.toString(16)}\r\n`;
-        bytes = new Uint8Array(size.length + value.byteLength + 2);
-        bytes.set(Buffer.from(size, "latin1"), 0);
-        bytes.set(value, size.length);
-        bytes.set([13, 10], size.length + value.byteLength);
-      }
+      const bytes = chunked ? chunkFrame(value) : value;
       const wrote = this.write(bytes);
       if (wrote) await wrote;
       // Written in full: nothing reads these bytes again (the client's chunk, and our framed copy).

@@ -1,7 +1,7 @@
 // The listener's request parsing, byte by byte: every framing rule that decides where a request
 // ends (request-head.ts, chunked.ts). A rule loosened here is a smuggling hole.
 import { describe, expect, test } from "bun:test";
-import { ChunkedDecoder, ChunkError } from "../../src/http/chunked";
+import { chunkFrame, ChunkedDecoder, ChunkError, LAST_CHUNK } from "../../src/http/chunked";
 import { HeadError, parseRequestHead } from "../../src/http/request-head";
 
 const parse = (text: string, max = 64 * 1024) => parseRequestHead(Buffer.from(text, "latin1"), max);
@@ -142,5 +142,24 @@ describe("chunked bodies", () => {
   test("a chunk-size line or trailer section without end is bounded", () => {
     fails(`3;${"x".repeat(5000)}`);
     fails(`0\r\n${"X-A: b\r\n".repeat(3000)}`);
+  });
+});
+
+describe("chunk framing (what the proxy sends chunked)", () => {
+  test("one chunk: lowercase hex size, CRLF, the data, CRLF; a copy of the data", () => {
+    const data = Buffer.alloc(300, 0x61);
+    const framed = chunkFrame(data);
+    expect(framed.toString("latin1")).toBe(`12c\r\n${"a".repeat(300)}\r\n`);
+    data.fill(0);
+    expect(framed[5]).toBe(0x61);
+    expect(chunkFrame(new Uint8Array(0))).toEqual(LAST_CHUNK); // why its callers skip empty data
+  });
+
+  test("frames and the last chunk decode back to the data, and end exactly there", () => {
+    const d = new ChunkedDecoder();
+    const wire = Buffer.concat([chunkFrame(Buffer.from("hello ")), chunkFrame(Buffer.from("world")), LAST_CHUNK, Buffer.from("NEXT")]);
+    const { data, end } = d.push(wire);
+    expect(Buffer.concat(data).toString()).toBe("hello world");
+    expect(wire.subarray(end).toString()).toBe("NEXT");
   });
 });
