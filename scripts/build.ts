@@ -22,10 +22,11 @@ export const COMPILE_FLAGS = [
   "--compile-exec-argv=--smol",
 ];
 
-export async function build(outfile: string, target?: string): Promise<void> {
-  const args = ["build", "src/main.ts", ...COMPILE_FLAGS, `--outfile=${outfile}`];
+export async function build(outfile: string, target?: string, entry = "src/main.ts"): Promise<void> {
+  const args = ["build", entry, ...COMPILE_FLAGS, `--outfile=${outfile}`];
   if (target) args.push(`--target=${target}`);
-  const proc = Bun.spawn([process.execPath, ...args], { stdout: "inherit", stderr: "inherit" });
+  // Its report goes to stderr: a bench that compiles keeps stdout for its table.
+  const proc = Bun.spawn([process.execPath, ...args], { stdout: 2, stderr: "inherit" });
   if ((await proc.exited) !== 0) throw new Error(`bun ${args.join(" ")} failed`);
 }
 
