@@ -7,7 +7,8 @@
 // Bun proxy beats on this machine: --peer "bun scripts/floor-proxy.ts"). Targets take turns
 // within each figure, so drift hits them alike; the table gives each figure and its ratios.
 // Load is bounded in count and time. Needs wrk (Debian package wrk) for figures 1, 2 and 7, and
-// openssl for figures 7 and 9 (an https upstream). Figure 8 (WebSocket sessions) runs direct and
+// openssl for figures 7 and 9 (an https upstream). Figure 6 (start-up) also runs the floor,
+// compiled like the product. Figure 8 (WebSocket sessions) runs direct and
 // this proxy only; figure 9 (streams at scale) direct, this proxy and the floor, and the peer when
 // there is one (to compare two builds of this proxy: --peer "<old binary> --quiet --max-concurrent 65535").
 import { randomBytes } from "node:crypto";

@@ -16,14 +16,19 @@ import { parseArgs } from "node:util";
 import type { Socket } from "bun";
 
 if (process.platform === "linux") {
-  const { symbols: c } = dlopen("libc.so.6", {
-    prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
-    setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
-  });
-  c.prctl(4, 0, 0, 0, 0); // PR_SET_DUMPABLE 0
-  c.setrlimit(4, new BigUint64Array(2)); // RLIMIT_CORE 0/0
-  c.mlockall(1 | 2 | 4); // MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT: fails without root, as the product's does
+  try {
+    // glibc's name; on musl the floor says so and runs unhardened (the product tries musl's names too).
+    const { symbols: c } = dlopen("libc.so.6", {
+      prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+      setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+      mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
+    });
+    c.prctl(4, 0, 0, 0, 0); // PR_SET_DUMPABLE 0
+    c.setrlimit(4, new BigUint64Array(2)); // RLIMIT_CORE 0/0
+    c.mlockall(1 | 2 | 4); // MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT: fails without root, as the product's does
+  } catch (err) {
+    process.stderr.write(`floor proxy: no hardening, its start-up is not comparable (${String(err)})\n`);
+  }
 }
 
 const { values } = parseArgs({ options: { port: { type: "string" }, "server-info": { type: "string" }, "upstream-url": { type: "string" } }, strict: false });
