@@ -592,7 +592,10 @@ try {
     await build(floorCommand[0]!, undefined, join(import.meta.dir, "floor-proxy.ts"));
     const ms = await startupMs([...proxies, "floor"], upstream, runs);
     floorCommand = fromSource;
-    rows.push({ figure: `6 start-up: spawn to server-info (median of ${runs})`, unit: "ms", values: ms.info, target: "≤ 10 ms", ok: (v) => v <= 10 });
+    // Issue 20's target: no slower than the original (run it as the peer); without a peer, issue 6's 10 ms.
+    const peerMs = ms.info.peer;
+    const target = peerMs === undefined ? { target: "≤ 10 ms", ok: (v: number) => v <= 10 } : { target: "≤ the peer (the original)", ok: (v: number) => v <= peerMs };
+    rows.push({ figure: `6 start-up: spawn to server-info (median of ${runs})`, unit: "ms", values: ms.info, ...target });
     rows.push({ figure: "6 … spawn to a first answer through it", unit: "ms", values: ms.first });
   }
 
