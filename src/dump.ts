@@ -1,10 +1,16 @@
 // --dump-dir: each forwarded exchange as two JSON files, for debugging what an agent sent and got.
 // Secrets are redacted; files are private; dumping never delays or breaks the exchange.
-import { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
 import type { ExchangeEnd, Tap } from "./forward";
 import type { RelayEnd, RelayTap } from "./websocket/relay";
 import type { IncomingRequest } from "./http/listener";
+
+// Loaded only with --dump-dir: a static import would load them before main.ts, at every start (files.ts).
+const fs = () => require("node:fs") as typeof import("node:fs");
+const { basename, dirname, join } = {
+  basename: (p: string) => (require("node:path") as typeof import("node:path")).basename(p),
+  dirname: (p: string) => (require("node:path") as typeof import("node:path")).dirname(p),
+  join: (...p: string[]) => (require("node:path") as typeof import("node:path")).join(...p),
+};
 
 /** What a dump records of a request's head. */
 type RequestHeadView = Pick<IncomingRequest, "method" | "target" | "headers">;
@@ -83,6 +89,7 @@ class BodyRecorder {
  * not a folder. Throws an Error with a one-line message.
  */
 export function prepareDumpDir(dir: string): string {
+  const { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, statSync } = fs();
   let stat;
   try {
     stat = lstatSync(dir);

@@ -1,12 +1,12 @@
 // Start-up after hardening, in the SPEC's order: command line, environment, key, listener,
 // server info, "listening" line. Every failure is one line on stderr and a documented exit code.
-import { existsSync, readFileSync } from "node:fs";
 import { API_KEY, ApiKeyError, MESSAGES, readSecret, stdinReader } from "./security/api-key";
 import { AuthorizationLine } from "./security/authorization";
 import { type Config, concurrencyForOpenFiles, isInsecureUpstream, parseArgs, RESERVED_FILES, UsageError, USAGE, VERSION } from "./cli";
 import { Dumper, prepareDumpDir } from "./dump";
 import { unsafeEnvironment } from "./security/environment";
 import { describeError } from "./errors";
+import { type Files, systemFiles } from "./files";
 import type { Credential } from "./forward";
 import { OidcCredential, OidcError, REQUEST_TOKEN } from "./security/github-oidc";
 import type { HardeningReport } from "./security/hardening";
@@ -20,9 +20,10 @@ import { parseGroup, parsePasswd, UserError, UserPolicy } from "./security/users
 
 const SHUTDOWN_GRACE_MS = 5000;
 
-const readIfThere = (path: string) => (existsSync(path) ? readFileSync(path, "utf8") : "");
-const accounts = () => parsePasswd(readIfThere("/etc/passwd"));
-const groups = () => parseGroup(readIfThere("/etc/group"));
+const readIfThere = (files: Files, path: string) => {
+  const bytes = files.readFile(path);
+  return bytes ? new TextDecoder().decode(bytes) : "";
+};
 /** How long stdin may stay silent before the proxy says it is waiting for the key. */
 const KEY_NOTICE_MS = 2000;
 
@@ -58,6 +59,8 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
     process.exit(0);
   }
   const log = new Logger(command.config.logFormat, command.config.quiet);
+  // Start-up's file calls: through the hardening's C library handle on Linux, not node:fs (files.ts).
+  const files = systemFiles(hardening.libc);
   const config = withinOpenFiles(command.config, hardening.openFiles, log);
   const fail: (message: string, code: number) => never = (message, code) => {
     log.error(message, code);
@@ -87,7 +90,9 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   // Local users: names for the log, and who may use the key (before the key is read).
   let users: UserPolicy;
   try {
-    users = new UserPolicy(accounts(), groups(), config.allowUsers, config.allowGroups);
+    const accounts = parsePasswd(readIfThere(files, "/etc/passwd"));
+    const groups = parseGroup(readIfThere(files, "/etc/group"));
+    users = new UserPolicy(accounts, groups, config.allowUsers, config.allowGroups);
   } catch (err) {
     fail(err instanceof UserError ? err.message : `cannot read the local users (${describeError(err)})`, 1);
   }
@@ -125,7 +130,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   }
   let secret: Uint8Array;
   try {
-    secret = readSecret(stdinReader(), config.oidc ? REQUEST_TOKEN : API_KEY);
+    secret = readSecret(stdinReader(files), config.oidc ? REQUEST_TOKEN : API_KEY);
   } catch (err) {
     if (err instanceof ApiKeyError) fail(err.message, 1);
     fail(`cannot read the ${config.oidc ? "request token" : "API key"} from stdin (${describeError(err)})`, 1);
@@ -163,7 +168,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   // file left behind that names a port anyone could take next.
   const exit = (cause: string) => {
     log.stop({ cause, cut: proxy.server.exchanges + websocketsCut });
-    if (config.serverInfo) removeServerInfo(config.serverInfo, process.pid);
+    if (config.serverInfo) removeServerInfo(files, config.serverInfo, process.pid);
     process.exit(0);
   };
   try {
@@ -203,7 +208,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   // 6. Server info, only once the listener is bound and signals are handled.
   if (config.serverInfo) {
     try {
-      writeServerInfo(config.serverInfo, port, process.pid);
+      writeServerInfo(files, config.serverInfo, port, process.pid);
     } catch (err) {
       fail(`cannot write server info to ${config.serverInfo} (${describeError(err)})`, 1);
     }

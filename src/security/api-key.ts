@@ -8,7 +8,7 @@
 //   into the shared Authorization line (authorization.ts) by the caller, which zeroes them. The
 //   buffer is zeroed on every path (success and each error) in `finally`.
 // - Error messages never contain any byte of the input (a wrong shape is named, never quoted).
-import { readSync } from "node:fs";
+import type { Files } from "../files";
 
 export const BUFFER_SIZE = 1024;
 const PREFIX = "Bearer ";
@@ -109,12 +109,12 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
 }
 
 /** A Reader over fd 0 using raw read(2), retrying while a non-blocking stdin has nothing yet. */
-export function stdinReader(fd = 0): Reader {
+export function stdinReader(files: Files, fd = 0): Reader {
   const nap = new Int32Array(new SharedArrayBuffer(4));
   return (buf, offset, length) => {
     for (;;) {
       try {
-        return readSync(fd, buf, offset, length, null);
+        return files.read(fd, buf, offset, length);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "EAGAIN" || code === "EWOULDBLOCK") {

@@ -8,14 +8,13 @@
 // - A failure of PR_SET_DUMPABLE / RLIMIT_CORE / PT_DENY_ATTACH is fatal (exit 5/7/6): running
 //   unhardened is exactly what the admin did not ask for. Only mlockall is best effort (it needs
 //   root or CAP_IPC_LOCK, and an unlocked page can at worst reach swap, not another user).
-// - This module imports only bun:ffi: nothing else runs before it.
-import { CString, dlopen, FFIType, read, type Pointer } from "bun:ffi";
+// - This module imports only libc.ts, which imports only bun:ffi: nothing else runs before it.
+import type { Pointer } from "bun:ffi";
+import { type Libc, openLibc, type Platform } from "./libc";
 
 export const EXIT_PRCTL = 5;
 export const EXIT_PTRACE = 6;
 export const EXIT_RLIMIT = 7;
-
-type Platform = "linux" | "darwin" | "freebsd";
 
 const PR_SET_DUMPABLE = 4;
 const PT_DENY_ATTACH = 31; // macOS <sys/ptrace.h>
@@ -39,68 +38,6 @@ export function loaderVariables(env: Record<string, string | undefined>, platfor
   return Object.keys(env).filter((k) => prefixes.some((p) => k.startsWith(p)));
 }
 
-/**
- * The C library's file name. glibc: libc.so.6. musl: its dlopen treats any "libc.*" name as
- * itself (a reserved name), so the same name finds musl in a --target=bun-linux-*-musl build;
- * the musl file name is tried second for loaders that do not. macOS: libSystem. FreeBSD: libc.so.7.
- */
-export function libcCandidates(platform: string, arch: string): string[] {
-  switch (platform) {
-    case "linux": {
-      const a = arch === "arm64" ? "aarch64" : "x86_64";
-      return ["libc.so.6", `libc.musl-${a}.so.1`, `ld-musl-${a}.so.1`];
-    }
-    case "darwin":
-      return ["/usr/lib/libSystem.B.dylib"];
-    case "freebsd":
-      return ["libc.so.7"];
-    default:
-      return [];
-  }
-}
-
-function openLibc(platform: Platform) {
-  const errnoSymbol = platform === "linux" ? "__errno_location" : "__error";
-  const symbols = {
-    setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    strerror: { args: [FFIType.i32], returns: FFIType.ptr },
-    getenv: { args: [FFIType.cstring], returns: FFIType.ptr },
-    memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
-    strlen: { args: [FFIType.ptr], returns: FFIType.u64 },
-    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
-    isatty: { args: [FFIType.i32], returns: FFIType.i32 },
-    [errnoSymbol]: { args: [], returns: FFIType.ptr },
-    ...(platform === "linux"
-      ? {
-          prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
-          mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
-        }
-      : {}),
-    ...(platform === "darwin"
-      ? { ptrace: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 } }
-      : {}),
-  } as const;
-  // When none loads, the first one's error is the one that matters: the later names are musl's
-  // fallbacks, and whether they exist depends on what else the host has installed.
-  let firstError: unknown;
-  for (const name of libcCandidates(platform, process.arch)) {
-    try {
-      const lib = dlopen(name, symbols);
-      const fn = lib.symbols as unknown as Record<string, (...args: unknown[]) => unknown>;
-      const errno = () => read.i32(fn[errnoSymbol]!() as Pointer, 0);
-      const describe = (code: number) => {
-        const p = fn.strerror!(code) as Pointer | null;
-        return `${p ? new CString(p) : "unknown error"} (errno ${code})`;
-      };
-      return { fn, errno, describe };
-    } catch (err) {
-      firstError ??= err;
-    }
-  }
-  throw new Error(`cannot load the C library (${String(firstError)})`);
-}
-
 export interface HardeningReport {
   /** What is in force, for the start-up line: nodump, nocore, deny-attach, mlock. */
   applied: string[];
@@ -122,6 +59,8 @@ export interface HardeningReport {
   stdinIsTerminal?(): boolean;
   /** The open-file limit in force after raising it (undefined where it could not be read). */
   openFiles?: number;
+  /** The C library handle the hardening opened (absent where there is none), for files.ts. */
+  libc?: Libc;
 }
 
 class HardeningFailure extends Error {
@@ -148,7 +87,8 @@ function applyHardening(): HardeningReport {
     return { applied, warnings, inheritedKey, loaderAtLaunch };
   }
 
-  const { fn, errno, describe } = openLibc(platform);
+  const libc = openLibc(platform);
+  const { fn, errno, describe } = libc;
   const limit = new BigUint64Array(2); // struct rlimit { rlim_t cur, max } — 64-bit on every target
 
   if (platform === "linux" && fn.prctl!(PR_SET_DUMPABLE, 0, 0, 0, 0) !== 0) {
@@ -201,6 +141,7 @@ function applyHardening(): HardeningReport {
     stdinReady: (ms) => stdinReady(fn, ms),
     stdinIsTerminal: () => fn.isatty!(0) === 1,
     openFiles,
+    libc,
   };
 }
 
@@ -209,7 +150,7 @@ function applyHardening(): HardeningReport {
  * block, which /proc/<pid>/environ shows (to root, once PR_SET_DUMPABLE is 0). Overwrite its value
  * there in place, then drop the variable: the key then exists only where we put it ourselves.
  */
-function scrubInheritedKey(fn: Record<string, (...args: unknown[]) => unknown>): void {
+function scrubInheritedKey(fn: Libc["fn"]): void {
   const value = fn.getenv!(Buffer.from("OPENAI_API_KEY\0")) as Pointer | null;
   if (value) fn.memset!(value, 0, fn.strlen!(value));
   delete process.env.OPENAI_API_KEY;
@@ -217,7 +158,7 @@ function scrubInheritedKey(fn: Record<string, (...args: unknown[]) => unknown>):
 
 const POLLIN = 1;
 
-function stdinReady(fn: Record<string, (...args: unknown[]) => unknown>, ms: number): boolean {
+function stdinReady(fn: Libc["fn"], ms: number): boolean {
   const pollfd = new Int32Array(2); // struct pollfd { int fd = 0; short events; short revents; }
   new Int16Array(pollfd.buffer)[2] = POLLIN;
   // EINTR or any other failure: say nothing and let the read itself wait or fail.

@@ -7,7 +7,7 @@
 // upstream sockets a request may reuse. A lookup that fails answers `undefined`, never a guess:
 // callers treat an unknown owner as a user of its own, and the allow-list refuses it.
 import { dlopen, FFIType } from "bun:ffi";
-import { libcCandidates } from "./hardening";
+import { libcCandidates } from "./libc";
 
 const AF_NETLINK = 16;
 const SOCK_DGRAM = 2;

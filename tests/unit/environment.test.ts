@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { unsafeEnvironment } from "../../src/security/environment";
-import { libcCandidates, loaderVariables } from "../../src/security/hardening";
+import { loaderVariables } from "../../src/security/hardening";
+import { libcCandidates } from "../../src/security/libc";
 
 test("refuses variables that expose or divert the key, without printing their values", () => {
   const cases: Array<[Record<string, string>, string]> = [

@@ -1,9 +1,5 @@
 import { expect, test } from "bun:test";
-import { lstatSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Logger, printableRequestId, printableTarget } from "../../src/log";
-import { removeServerInfo, serverInfoLine, writeServerInfo } from "../../src/server-info";
 
 test("log target: path only, query hidden, control bytes escaped, bounded", () => {
   expect(printableTarget("/v1/responses")).toBe("/v1/responses");
@@ -74,30 +70,3 @@ test("an upstream request id is logged only when it is a plain token", () => {
   expect(printableRequestId("\x1b[31m")).toBeUndefined();
 });
 
-test("server info is removed on exit only while it still names this process", () => {
-  const dir = mkdtempSync(join(tmpdir(), "rap-info-"));
-  const path = join(dir, "info.json");
-  writeServerInfo(path, 1234, 99);
-  removeServerInfo(path, 98); // another proxy's file: left alone
-  expect(readFileSync(path, "utf8")).toBe('{"port":1234,"pid":99}\n');
-  removeServerInfo(path, 99);
-  expect(readdirSync(dir)).toEqual([]);
-  removeServerInfo(path, 99); // already gone: no error
-});
-
-test("server info: one JSON line, parents created, atomic, symlink replaced not followed", () => {
-  expect(serverInfoLine(8080, 42)).toBe('{"port":8080,"pid":42}\n');
-  const dir = mkdtempSync(join(tmpdir(), "rap-info-"));
-  const target = join(dir, "a", "b", "info.json");
-  writeServerInfo(target, 1234, 99);
-  expect(readFileSync(target, "utf8")).toBe('{"port":1234,"pid":99}\n');
-  expect(lstatSync(target).mode & 0o777).toBe(0o644);
-  const victim = join(dir, "victim");
-  writeFileSync(victim, "precious");
-  const link = join(dir, "link.json");
-  symlinkSync(victim, link);
-  writeServerInfo(link, 1, 2);
-  expect(readFileSync(victim, "utf8")).toBe("precious");
-  expect(lstatSync(link).isSymbolicLink()).toBe(false);
-  expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
-});
