@@ -91,7 +91,8 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   let users: UserPolicy;
   try {
     const accounts = parsePasswd(readIfThere(files, "/etc/passwd"));
-    const groups = parseGroup(readIfThere(files, "/etc/group"));
+    // Only --allow-group needs the groups (names come from /etc/passwd): not read otherwise.
+    const groups = config.allowGroups.length ? parseGroup(readIfThere(files, "/etc/group")) : [];
     users = new UserPolicy(accounts, groups, config.allowUsers, config.allowGroups);
   } catch (err) {
     fail(err instanceof UserError ? err.message : `cannot read the local users (${describeError(err)})`, 1);
@@ -101,7 +102,7 @@ export async function start(argv: string[], hardening: HardeningReport): Promise
   const peers = () => {
     if (!peersOpened) {
       peersOpened = true;
-      peerUsers = openPeerUsers();
+      peerUsers = openPeerUsers(hardening.libc);
     }
     return peerUsers;
   };

@@ -59,7 +59,7 @@ export interface HardeningReport {
   stdinIsTerminal?(): boolean;
   /** The open-file limit in force after raising it (undefined where it could not be read). */
   openFiles?: number;
-  /** The C library handle the hardening opened (absent where there is none), for files.ts. */
+  /** The C library handle the hardening opened (absent where there is none): files.ts and peer-user.ts use it too. */
   libc?: Libc;
 }
 

@@ -1,5 +1,5 @@
-// The platform C library through bun:ffi, opened once by the hardening and shared by the start-up
-// steps that need a system call Bun does not offer without node:fs (files.ts).
+// The platform C library through bun:ffi, opened once by the hardening and shared with the calls
+// Bun offers only through node:fs or not at all (files.ts, peer-user.ts): one dlopen per process.
 // SECURITY: imported by hardening.ts, which runs before any other module of ours: this module
 // imports only bun:ffi.
 import { CString, dlopen, FFIType, read, type Pointer } from "bun:ffi";
@@ -53,7 +53,8 @@ const HARDENING = {
 } as const;
 
 /**
- * Linux only: prctl and mlockall for the hardening, and the file calls of files.ts. Only on Linux:
+ * Linux only: prctl and mlockall for the hardening, the file calls of files.ts, and the socket
+ * calls of peer-user.ts. Only on Linux:
  * open(2) is variadic, and only there (x86-64, arm64) does a variadic argument travel like a fixed
  * one; on Apple's arm64 the mode would be read from the stack.
  */
@@ -69,6 +70,10 @@ const LINUX = {
   mkdir: { args: [ptr, i32], returns: i32 },
   chmod: { args: [ptr, i32], returns: i32 },
   fchmod: { args: [i32, i32], returns: i32 },
+  // peer-user.ts: who owns a client socket (sock_diag over netlink).
+  socket: { args: [i32, i32, i32], returns: i32 },
+  send: { args: [i32, ptr, FFIType.u64, i32], returns: FFIType.i64 },
+  recv: { args: [i32, ptr, FFIType.u64, i32], returns: FFIType.i64 },
 } as const;
 
 const DARWIN = { ptrace: { args: [i32, i32, ptr, i32], returns: i32 } } as const;

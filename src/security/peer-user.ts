@@ -6,8 +6,7 @@
 // SECURITY: the answer decides who may spend the key (--allow-user/--allow-group) and which
 // upstream sockets a request may reuse. A lookup that fails answers `undefined`, never a guess:
 // callers treat an unknown owner as a user of its own, and the allow-list refuses it.
-import { dlopen, FFIType } from "bun:ffi";
-import { libcCandidates } from "./libc";
+import type { Libc } from "./libc";
 
 const AF_NETLINK = 16;
 const SOCK_DGRAM = 2;
@@ -64,29 +63,14 @@ export function diagUid(answer: Uint8Array, length: number, seq: number): number
   return v.getUint32(UID_OFFSET, true);
 }
 
-/** Opens the netlink socket once; undefined where there is none (not Linux, or refused). */
-export function openPeerUsers(): PeerUsers | undefined {
-  if (process.platform !== "linux") return undefined;
-  const symbols = {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-    recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-  } as const;
-  // The same C library names the hardening tries (glibc, then musl's).
-  const lib = libcCandidates(process.platform, process.arch).reduce<ReturnType<typeof dlopen<typeof symbols>> | undefined>(
-    (found, name) => {
-      if (found) return found;
-      try {
-        return dlopen(name, symbols);
-      } catch {
-        return undefined;
-      }
-    },
-    undefined,
-  );
-  if (!lib) return undefined;
-  const { socket, send, recv } = lib.symbols;
-  const fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+/**
+ * Opens the netlink socket once, through the C library handle the hardening opened (libc.ts);
+ * undefined where there is none (not Linux, or refused).
+ */
+export function openPeerUsers(libc: Libc | undefined): PeerUsers | undefined {
+  if (process.platform !== "linux" || !libc) return undefined;
+  const { socket, send, recv } = libc.fn as { [name in "socket" | "send" | "recv"]: (...args: unknown[]) => number | bigint };
+  const fd = Number(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (fd < 0) return undefined;
   const answer = new Uint8Array(8192);
   let seq = 0;
