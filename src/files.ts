@@ -59,17 +59,25 @@ export function linuxErrnoName(errno: number): string {
   return LINUX_ERRNO[errno] ?? `ERRNO_${errno}`;
 }
 
+/** `path` without trailing slashes (a lone "/" stays). A loop, not a regular expression: start-up
+ * runs this once, and a regular expression's first use costs more than the rest of the call. */
+function trimSlashes(path: string): string {
+  let end = path.length;
+  while (end > 1 && path.charCodeAt(end - 1) === 0x2f) end--;
+  return path.slice(0, end);
+}
+
 /** POSIX paths, as node:path's posix functions for what this module needs. */
 export const posixPath: PathSyntax = {
   dirname(path) {
-    const trimmed = path.replace(/(.)\/+$/, "$1");
+    const trimmed = trimSlashes(path);
     const i = trimmed.lastIndexOf("/");
     if (i < 0) return ".";
-    return i === 0 ? "/" : trimmed.slice(0, i).replace(/(.)\/+$/, "$1");
+    return i === 0 ? "/" : trimSlashes(trimmed.slice(0, i));
   },
   basename(path) {
-    const trimmed = path.replace(/(.)\/+$/, "$1");
-    return trimmed.slice(trimmed.lastIndexOf("/") + 1);
+    const trimmed = trimSlashes(path);
+    return trimmed === "/" ? "" : trimmed.slice(trimmed.lastIndexOf("/") + 1);
   },
   join(dir, name) {
     return dir.endsWith("/") ? `${dir}${name}` : `${dir}/${name}`;

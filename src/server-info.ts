@@ -13,14 +13,21 @@ export function serverInfoLine(port: number, pid: number): string {
 export function writeServerInfo(files: Files, path: string, port: number, pid: number): void {
   const { dirname, basename, join } = files.path;
   const dir = dirname(path);
-  // Folders created for it are 0755 whatever the umask: other users must reach the file.
-  const first = files.mkdirs(dir, 0o755);
-  if (first) for (let d = dir; ; d = dirname(d)) {
-    files.chmod(d, 0o755);
-    if (d === first || d === dirname(d)) break;
-  }
   const tmp = join(dir, `.${basename(path)}.${pid}.${Date.now()}.tmp`);
-  const fd = files.createExclusive(tmp, 0o644);
+  let fd: number;
+  try {
+    fd = files.createExclusive(tmp, 0o644);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "ENOENT") throw err;
+    // The folder is missing (checked only then: one system call less at every start). Folders
+    // created for it are 0755 whatever the umask: other users must reach the file.
+    const first = files.mkdirs(dir, 0o755);
+    if (first) for (let d = dir; ; d = dirname(d)) {
+      files.chmod(d, 0o755);
+      if (d === first || d === dirname(d)) break;
+    }
+    fd = files.createExclusive(tmp, 0o644);
+  }
   try {
     try {
       files.fchmod(fd, 0o644); // whatever root's umask is, other users must be able to read it

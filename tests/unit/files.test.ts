@@ -184,6 +184,8 @@ test("POSIX paths: the folder and the name, as node:path gives them up to repeat
     ["/", "/", ""],
     ["", ".", ""],
     ["/a//b", "/a", "b"],
+    ["//a", "/", "a"],
+    ["/a/b//", "/a", "b"],
   ];
   for (const [path, dir, base] of cases) {
     expect([path, posixPath.dirname(path), posixPath.basename(path)]).toEqual([path, dir, base]);
