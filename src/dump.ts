@@ -6,11 +6,10 @@ import type { IncomingRequest } from "./http/listener";
 
 // Loaded only with --dump-dir: a static import would load them before main.ts, at every start (files.ts).
 const fs = () => require("node:fs") as typeof import("node:fs");
-const { basename, dirname, join } = {
-  basename: (p: string) => (require("node:path") as typeof import("node:path")).basename(p),
-  dirname: (p: string) => (require("node:path") as typeof import("node:path")).dirname(p),
-  join: (...p: string[]) => (require("node:path") as typeof import("node:path")).join(...p),
-};
+const nodePath = () => require("node:path") as typeof import("node:path");
+const basename = (p: string) => nodePath().basename(p);
+const dirname = (p: string) => nodePath().dirname(p);
+const join = (...p: string[]) => nodePath().join(...p);
 
 /** What a dump records of a request's head. */
 type RequestHeadView = Pick<IncomingRequest, "method" | "target" | "headers">;
