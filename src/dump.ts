@@ -3,10 +3,10 @@
 import type { ExchangeEnd, Tap } from "./forward";
 import type { RelayEnd, RelayTap } from "./websocket/relay";
 import type { IncomingRequest } from "./http/listener";
+import { nodeFs, nodePath } from "./files";
 
-// Loaded only with --dump-dir: a static import would load them before main.ts, at every start (files.ts).
-const fs = () => require("node:fs") as typeof import("node:fs");
-const nodePath = () => require("node:path") as typeof import("node:path");
+// node:fs and node:path are loaded only with --dump-dir: a static import would load them before
+// main.ts, at every start (files.ts).
 const basename = (p: string) => nodePath().basename(p);
 const dirname = (p: string) => nodePath().dirname(p);
 const join = (...p: string[]) => nodePath().join(...p);
@@ -88,7 +88,7 @@ class BodyRecorder {
  * not a folder. Throws an Error with a one-line message.
  */
 export function prepareDumpDir(dir: string): string {
-  const { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, statSync } = fs();
+  const { chmodSync, constants, lstatSync, mkdirSync, openSync, realpathSync, statSync } = nodeFs();
   let stat;
   try {
     stat = lstatSync(dir);

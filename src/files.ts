@@ -193,35 +193,37 @@ export function libcFiles(libc: Libc): Files {
   return files;
 }
 
+/** node:fs and node:path, loaded on their first use (never at start-up on Linux): see above. */
+export const nodeFs = () => require("node:fs") as typeof import("node:fs");
+export const nodePath = () => require("node:path") as typeof import("node:path");
+
 /** Anywhere else: node:fs and node:path, loaded on first use. */
 export function nodeFiles(): Files {
-  const fs = () => require("node:fs") as typeof import("node:fs");
-  const path = () => require("node:path") as typeof import("node:path");
   return {
     path: {
-      dirname: (p) => path().dirname(p),
-      basename: (p) => path().basename(p),
-      join: (dir, name) => path().join(dir, name),
+      dirname: (p) => nodePath().dirname(p),
+      basename: (p) => nodePath().basename(p),
+      join: (dir, name) => nodePath().join(dir, name),
     },
     readFile(p) {
       try {
-        return fs().readFileSync(p);
+        return nodeFs().readFileSync(p);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
         throw err;
       }
     },
-    read: (fd, buf, offset, length) => fs().readSync(fd, buf, offset, length, null),
-    mkdirs: (p, mode) => fs().mkdirSync(p, { recursive: true, mode }),
-    chmod: (p, mode) => fs().chmodSync(p, mode),
-    createExclusive: (p, mode) => fs().openSync(p, "wx", mode),
-    fchmod: (fd, mode) => fs().fchmodSync(fd, mode),
+    read: (fd, buf, offset, length) => nodeFs().readSync(fd, buf, offset, length, null),
+    mkdirs: (p, mode) => nodeFs().mkdirSync(p, { recursive: true, mode }),
+    chmod: (p, mode) => nodeFs().chmodSync(p, mode),
+    createExclusive: (p, mode) => nodeFs().openSync(p, "wx", mode),
+    fchmod: (fd, mode) => nodeFs().fchmodSync(fd, mode),
     writeAll(fd, bytes) {
-      for (let done = 0; done < bytes.byteLength; ) done += fs().writeSync(fd, bytes, done);
+      for (let done = 0; done < bytes.byteLength; ) done += nodeFs().writeSync(fd, bytes, done);
     },
-    close: (fd) => fs().closeSync(fd),
-    rename: (from, to) => fs().renameSync(from, to),
-    remove: (p) => fs().rmSync(p, { force: true }),
+    close: (fd) => nodeFs().closeSync(fd),
+    rename: (from, to) => nodeFs().renameSync(from, to),
+    remove: (p) => nodeFs().rmSync(p, { force: true }),
   };
 }
 
