@@ -8,7 +8,10 @@
 //   into the shared Authorization line (authorization.ts) by the caller, which zeroes them. The
 //   buffer is zeroed on every path (success and each error) in `finally`.
 // - Error messages never contain any byte of the input (a wrong shape is named, never quoted).
+// - Its bytes are searched and copied only by secret-bytes.ts's loops, never by `indexOf` or
+//   `slice` (libc's vector routines leave them in registers that end up on the stack).
 import type { Files } from "../files";
+import { copySecret, findByte } from "./secret-bytes";
 
 export const BUFFER_SIZE = 1024;
 const PREFIX = "Bearer ";
@@ -56,7 +59,7 @@ export const API_KEY: SecretSpec = {
   messages: MESSAGES,
   misshapen(line) {
     // `OPENAI_API_KEY=sk-…` (a .env line, `env` output) or `Bearer sk-…` (a header value).
-    const eq = line.indexOf(0x3d);
+    const eq = findByte(line, 0x3d, 0, line.length);
     if (eq > 0 && line.subarray(0, eq).every((b) => isAlnum(b) || b === 0x5f)) return MESSAGES.assignment;
     if (line.length > 7 && asciiLower(line.subarray(0, 7)) === "bearer ") return MESSAGES.bearer;
     return undefined;
@@ -85,8 +88,7 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
       if (end === buf.length) throw new ApiKeyError(messages.tooLarge);
       const n = read(buf, end, buf.length - end);
       if (n === 0) break; // end of input
-      newline = buf.subarray(end, end + n).indexOf(LF);
-      if (newline >= 0) newline += end;
+      newline = findByte(buf, LF, end, end + n);
       end += n;
     }
     // Only the first line counts; then trailing CR/LF are trimmed.
@@ -102,7 +104,7 @@ export function readSecret(read: Reader, spec: SecretSpec, buf: Uint8Array = new
         throw new ApiKeyError(spec.misshapen?.(buf.subarray(prefix.length, keyEnd)) ?? messages.invalid);
       }
     }
-    return buf.slice(0, keyEnd);
+    return copySecret(buf, 0, keyEnd);
   } finally {
     buf.fill(0);
   }
