@@ -6,8 +6,10 @@
 // `zmm17`), and the registers stay there until another routine reuses them. Whatever saves all
 // registers to the stack next (the dynamic linker's lazy binding, any signal handler's frame)
 // then writes the key into stack memory that nothing ever zeroes: the key-copies test found that
-// second copy on the main thread's stack after start, now and then (one run in eight, one day). A byte loop
-// moves one byte at a time through a general-purpose register, overwritten at once.
+// second copy on the main thread's stack after start, now and then (one run in eight, one day).
+// A byte loop moves one byte at a time through a general-purpose register, overwritten at once.
+// scripts/key-through-libc.py (a gdb watch, run by the hardening test) checks that no libc call
+// sees the key.
 
 /** A copy of `from[start..end)` in an ArrayBuffer of its own (a GC-heap array can be moved, leaving the old bytes behind). */
 export function copySecret(from: Uint8Array, start: number, end: number): Uint8Array {
