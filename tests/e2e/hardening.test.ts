@@ -116,6 +116,8 @@ function libcWatchMissing(): string | undefined {
   if (!existsSync(libc)) return `needs glibc at ${libc}`;
   const probe = Bun.spawnSync(["gdb", "-batch", "-ex", "info functions -n ^__memmove_", libc]);
   if (!probe.stdout.toString().includes("__memmove_")) return "needs libc's symbols (Debian package libc6-dbg)";
+  const traced = Bun.spawnSync(["gdb", "-batch", "-ex", "run", "--args", "/bin/true"]);
+  if (!traced.stdout.toString().includes("exited normally")) return "gdb cannot run a program here (ptrace not permitted?)";
   return undefined;
 }
 
