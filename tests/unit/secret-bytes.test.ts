@@ -36,7 +36,7 @@ describe("secret bytes: copied and searched by byte loops", () => {
   test("the key's modules use no copying or searching method of the engine on secret bytes", () => {
     for (const file of ["src/security/api-key.ts", "src/security/authorization.ts"]) {
       const code = readFileSync(file, "utf8").replace(/^\s*\/\/.*$/gm, "").replace(/\/\*\*[\s\S]*?\*\//g, "");
-      const calls = code.match(/\.(set|slice|indexOf|lastIndexOf|includes|copyWithin|subarray\([^)]*\)\.(?:indexOf|slice))\(/g) ?? [];
+      const calls = code.match(/\.(set|slice|indexOf|lastIndexOf|includes|copyWithin)\(/g) ?? [];
       expect({ file, calls }).toEqual({ file, calls: [] });
     }
   });
