@@ -1,10 +1,10 @@
 // Process hardening. SECURITY-CRITICAL: it runs first, before the key exists in memory.
 //
 // What must not change, and why:
-// - `hardenProcess()` is called by the entry module before any module that handles input is even
-//   loaded (only fetch-capacity.ts, which imports nothing and may re-execute the binary, runs
-//   before it), and before stdin is read: a process that can be ptrace'd or core-dumped at the
-//   moment the key arrives has already lost it.
+// - `hardenProcess()` is called by harden-first.ts, which the entry module imports first: before
+//   the top-level code of any module that handles input runs (only fetch-capacity.ts, which may
+//   re-execute the binary, runs before it), and before stdin is read: a process that can be
+//   ptrace'd or core-dumped at the moment the key arrives has already lost it.
 // - A failure of PR_SET_DUMPABLE / RLIMIT_CORE / PT_DENY_ATTACH is fatal (exit 5/7/6): running
 //   unhardened is exactly what the admin did not ask for. Only mlockall is best effort (it needs
 //   root or CAP_IPC_LOCK, and an unlocked page can at worst reach swap, not another user).
