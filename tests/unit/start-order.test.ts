@@ -12,7 +12,7 @@ const bundle = async (entry: string) => {
   return out.outputs[0]!.text();
 };
 /** The modules of a bundle in the order their code appears: `// src/…` markers before each. */
-const modules = (text: string) => [...text.matchAll(/^\/\/ (\S+\.ts)$/gm)].map((m) => m[1]!.replace(/^.*?src\//, "src/"));
+const modules = (text: string) => [...text.matchAll(/^\/\/ (\S+\.ts)$/gm)].map((m) => m[1]!.replace(/^.*\bsrc\//, "src/"));
 /** Bun's lazy module initialiser: a wrapped module runs when first reached, not in bundle order. */
 const LAZY = /\b__esm\b/;
 
