@@ -3,13 +3,11 @@
 import type { ExchangeEnd, Tap } from "./forward";
 import type { RelayEnd, RelayTap } from "./websocket/relay";
 import type { IncomingRequest } from "./http/listener";
-import { nodeFs, nodePath } from "./files";
+import { nodeFs, nodePathSyntax } from "./files";
 
 // node:fs and node:path are loaded only with --dump-dir: a static import would load them before
 // main.ts, at every start (files.ts).
-const basename = (p: string) => nodePath().basename(p);
-const dirname = (p: string) => nodePath().dirname(p);
-const join = (...p: string[]) => nodePath().join(...p);
+const { basename, dirname, join } = nodePathSyntax;
 
 /** What a dump records of a request's head. */
 type RequestHeadView = Pick<IncomingRequest, "method" | "target" | "headers">;

@@ -197,14 +197,17 @@ export function libcFiles(libc: Libc): Files {
 export const nodeFs = () => require("node:fs") as typeof import("node:fs");
 export const nodePath = () => require("node:path") as typeof import("node:path");
 
+/** node:path's functions for this platform, node:path loaded on first use (dump.ts uses them too). */
+export const nodePathSyntax: PathSyntax = {
+  dirname: (p) => nodePath().dirname(p),
+  basename: (p) => nodePath().basename(p),
+  join: (dir, name) => nodePath().join(dir, name),
+};
+
 /** Anywhere else: node:fs and node:path, loaded on first use. */
 export function nodeFiles(): Files {
   return {
-    path: {
-      dirname: (p) => nodePath().dirname(p),
-      basename: (p) => nodePath().basename(p),
-      join: (dir, name) => nodePath().join(dir, name),
-    },
+    path: nodePathSyntax,
     readFile(p) {
       try {
         return nodeFs().readFileSync(p);
